@@ -1,0 +1,2 @@
+/** PLACEHOLDER (owner: data): toy densities and the digits set. */
+export {}

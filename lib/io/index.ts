@@ -1,0 +1,2 @@
+/** PLACEHOLDER (owner: io): saveSafetensors, loadSafetensors, checkpoints. */
+export {}

@@ -1,0 +1,2 @@
+/** PLACEHOLDER (owner: linalg family): lu, slogdet, inverse, solveTriangular, qr. */
+export {}

@@ -1,0 +1,2 @@
+/** PLACEHOLDER (owner: optim): Adam, SGD, clipGradNorm. */
+export {}

@@ -1,0 +1,463 @@
+// Elementwise ops with NumPy broadcasting, forward and backward side by side.
+//
+// unary(op, x: [*], p0, p1)              -> y: [*]
+// unaryBackward(op, g: [*], x, y, p0, p1) -> gx: [*]              (gx = g · f'(x))
+// binary(op, a: [*A], b: [*B] | number)   -> y: [broadcast(A, B)]
+// binaryBackward(op, g: [*Y], a, b, needA, needB) -> [ga: [*A] | null, gb: [*B] | null]
+// where(cond: [*C], a: [*A], b: [*B])     -> y: [broadcast(C, A, B)]   (cond != 0 picks a)
+// whereBackward(g, cond, aShape, bShape)  -> [ga, gb]
+//
+// Parameters p0, p1 of the unary ops: softplus (beta, threshold), leakyRelu (slope), elu (alpha),
+// clamp (min, max), powScalar (exponent). A number in place of b is a 0-d tensor of a's dtype.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "../common.h"
+#include "../ops.h"
+#include "../parallel.h"
+#include "kernels.h"
+
+namespace innflow {
+
+enum UnaryOp : int {
+  U_NEG, U_EXP, U_LOG, U_SQRT, U_SQUARE, U_TANH, U_ATAN, U_SIGMOID, U_SOFTPLUS, U_RELU, U_LEAKY_RELU, U_ELU,
+  U_ABS, U_CLAMP, U_POW, U_LOG1P, U_EXPM1, U_SIN, U_COS, U_RECIPROCAL, U_SIGN, U_COUNT
+};
+static const char* kUnaryNames[U_COUNT] = {"neg", "exp", "log", "sqrt", "square", "tanh", "atan",
+                                           "sigmoid", "softplus", "relu", "leakyRelu", "elu", "abs", "clamp",
+                                           "powScalar", "log1p", "expm1", "sin", "cos", "reciprocal", "sign"};
+
+enum BinaryOp : int { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAXIMUM, B_MINIMUM, B_ATAN2, B_GT, B_LT, B_GE, B_LE, B_EQ, B_NE, B_COUNT };
+static const char* kBinaryNames[B_COUNT] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
+                                            "atan2", "gt", "lt", "ge", "le", "eq", "ne"};
+
+static constexpr int64_t kGrain = 16384;
+
+// ------------------------------------------------------------------------------------------------ unary
+
+template <class T>
+static inline T unaryForward(int op, T x, T p0, T p1) {
+  switch (op) {
+    case U_NEG: return -x;
+    case U_EXP: return std::exp(x);
+    case U_LOG: return std::log(x);
+    case U_SQRT: return std::sqrt(x);
+    case U_SQUARE: return x * x;
+    case U_TANH: return std::tanh(x);
+    case U_ATAN: return std::atan(x);
+    case U_SIGMOID: return x >= 0 ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
+    case U_SOFTPLUS: return p0 * x > p1 ? x : std::log1p(std::exp(p0 * x)) / p0;
+    case U_RELU: return x > 0 ? x : T(0);
+    case U_LEAKY_RELU: return x > 0 ? x : p0 * x;
+    case U_ELU: return x > 0 ? x : p0 * std::expm1(x);
+    case U_ABS: return std::abs(x);
+    case U_CLAMP: return std::min(std::max(x, p0), p1);
+    case U_POW: return std::pow(x, p0);
+    case U_LOG1P: return std::log1p(x);
+    case U_EXPM1: return std::expm1(x);
+    case U_SIN: return std::sin(x);
+    case U_COS: return std::cos(x);
+    case U_RECIPROCAL: return T(1) / x;
+    case U_SIGN: return T((x > 0) - (x < 0));
+  }
+  return x;
+}
+
+// dy/dx, from x and y (whichever is cheaper or more accurate).
+template <class T>
+static inline T unaryDerivative(int op, T x, T y, T p0, T p1) {
+  switch (op) {
+    case U_NEG: return T(-1);
+    case U_EXP: return y;
+    case U_LOG: return T(1) / x;
+    case U_SQRT: return T(0.5) / y;
+    case U_SQUARE: return T(2) * x;
+    case U_TANH: return T(1) - y * y;
+    case U_ATAN: return T(1) / (T(1) + x * x);
+    case U_SIGMOID: return y * (T(1) - y);
+    case U_SOFTPLUS: {
+      T z = p0 * x;
+      if (z > p1) return T(1);
+      return z >= 0 ? T(1) / (T(1) + std::exp(-z)) : std::exp(z) / (T(1) + std::exp(z));
+    }
+    case U_RELU: return x > 0 ? T(1) : T(0);
+    case U_LEAKY_RELU: return x > 0 ? T(1) : p0;
+    case U_ELU: return x > 0 ? T(1) : y + p0;
+    case U_ABS: return T((x > 0) - (x < 0));
+    case U_CLAMP: return (x >= p0 && x <= p1) ? T(1) : T(0);
+    case U_POW: return p0 == T(0) ? T(0) : p0 * std::pow(x, p0 - T(1));
+    case U_LOG1P: return T(1) / (T(1) + x);
+    case U_EXPM1: return y + T(1);
+    case U_SIN: return std::cos(x);
+    case U_COS: return -std::sin(x);
+    case U_RECIPROCAL: return -y * y;
+    case U_SIGN: return T(0);
+  }
+  return T(0);
+}
+
+static int unaryOpArg(const Napi::CallbackInfo& info) {
+  int64_t op = intArg(info, 0, "op");
+  if (op < 0 || op >= U_COUNT) fail("ERR_ARGUMENT", "unknown unary op " + std::to_string(op));
+  return static_cast<int>(op);
+}
+
+static Napi::Value Unary(const Napi::CallbackInfo& info) {
+  int op = unaryOpArg(info);
+  const Tensor& x = tensorArg(info, 1, "x");
+  double p0 = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0.0;
+  double p1 = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : 0.0;
+  Tensor y = emptyTensor(x.shape, x.dtype);
+  INNFLOW_DISPATCH(x.dtype, T, {
+    const T* xs = x.data<T>();
+    T* ys = y.data<T>();
+    T q0 = T(p0), q1 = T(p1);
+    parallelFor(x.numel(), kGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; i++) ys[i] = unaryForward<T>(op, xs[i], q0, q1);
+    });
+  });
+  return wrap(info.Env(), std::move(y));
+}
+
+static Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
+  int op = unaryOpArg(info);
+  const Tensor& g = tensorArg(info, 1, "g");
+  const Tensor& x = tensorArg(info, 2, "x");
+  const Tensor& y = tensorArg(info, 3, "y");
+  double p0 = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : 0.0;
+  double p1 = info.Length() > 5 && info[5].IsNumber() ? info[5].As<Napi::Number>().DoubleValue() : 0.0;
+  if (g.shape != x.shape || y.shape != x.shape)
+    fail("ERR_SHAPE", std::string(kUnaryNames[op]) + " backward: gradient shape " + shapeString(g.shape) +
+                          " differs from input shape " + shapeString(x.shape));
+  requireSameDtype(g, x, kUnaryNames[op]);
+  Tensor gx = emptyTensor(x.shape, x.dtype);
+  INNFLOW_DISPATCH(x.dtype, T, {
+    const T *gs = g.data<T>(), *xs = x.data<T>(), *ys = y.data<T>();
+    T* out = gx.data<T>();
+    T q0 = T(p0), q1 = T(p1);
+    parallelFor(x.numel(), kGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; i++) out[i] = gs[i] * unaryDerivative<T>(op, xs[i], ys[i], q0, q1);
+    });
+  });
+  return wrap(info.Env(), std::move(gx));
+}
+
+// ------------------------------------------------------------------------------------------------ broadcasting
+
+Shape broadcastShapes(const Shape& a, const Shape& b, const char* op) {
+  size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; i++) {
+    int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    if (da != db && da != 1 && db != 1)
+      fail("ERR_SHAPE", std::string(op) + ": shapes " + shapeString(a) + " and " + shapeString(b) + " do not broadcast");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+// Element strides of an operand of shape `s` read at the indices of `out` (0 where it is broadcast).
+static std::vector<int64_t> broadcastStrides(const Shape& s, const Shape& out) {
+  std::vector<int64_t> st(out.size(), 0);
+  int64_t stride = 1;
+  for (int64_t i = int64_t(s.size()) - 1; i >= 0; i--) {
+    size_t o = out.size() - s.size() + size_t(i);
+    st[o] = s[i] == 1 ? 0 : stride;
+    stride *= s[i];
+  }
+  return st;
+}
+
+// Walks out's linear indices [begin, end) and calls f(outIndex, offset0, offset1, offset2).
+template <int N, class F>
+static void forEachBroadcast(const Shape& out, const std::vector<int64_t> (&strides)[N], int64_t begin, int64_t end, F f) {
+  const int64_t nd = int64_t(out.size());
+  if (nd == 0) {
+    if (begin < end) {
+      int64_t off[3] = {0, 0, 0};
+      f(0, off);
+    }
+    return;
+  }
+  std::vector<int64_t> idx(nd);
+  int64_t off[3] = {0, 0, 0};
+  int64_t rem = begin;
+  for (int64_t d = nd - 1; d >= 0; d--) {
+    idx[d] = rem % out[d];
+    rem /= out[d];
+    for (int k = 0; k < N; k++) off[k] += idx[d] * strides[k][d];
+  }
+  const int64_t inner = out[nd - 1];
+  int64_t innerStride[3] = {0, 0, 0};
+  for (int k = 0; k < N; k++) innerStride[k] = strides[k][nd - 1];
+  for (int64_t i = begin; i < end;) {
+    int64_t run = std::min(end - i, inner - idx[nd - 1]);
+    for (int64_t r = 0; r < run; r++) {
+      f(i + r, off);
+      for (int k = 0; k < N; k++) off[k] += innerStride[k];
+    }
+    i += run;
+    idx[nd - 1] += run;
+    if (idx[nd - 1] < inner) continue;  // only at the end of the range
+    // next row: rewind the innermost dimension and carry into the outer ones
+    idx[nd - 1] = 0;
+    for (int k = 0; k < N; k++) off[k] -= innerStride[k] * inner;
+    for (int64_t d = nd - 2; d >= 0; d--) {
+      for (int k = 0; k < N; k++) off[k] += strides[k][d];
+      if (++idx[d] < out[d]) break;
+      for (int k = 0; k < N; k++) off[k] -= strides[k][d] * out[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+// A 0-d tensor holding a JavaScript number, in the given dtype.
+static Tensor scalarTensor(double v, DType dtype) {
+  Tensor t = emptyTensor({}, dtype);
+  INNFLOW_DISPATCH(dtype, T, { t.data<T>()[0] = static_cast<T>(v); });
+  return t;
+}
+
+static Tensor operandArg(const Napi::CallbackInfo& info, size_t i, const char* name, DType dtype) {
+  if (i < info.Length() && info[i].IsNumber()) return scalarTensor(info[i].As<Napi::Number>().DoubleValue(), dtype);
+  return tensorArg(info, i, name);
+}
+
+// ------------------------------------------------------------------------------------------------ binary
+
+template <class T>
+static inline T binaryForward(int op, T a, T b) {
+  switch (op) {
+    case B_ADD: return a + b;
+    case B_SUB: return a - b;
+    case B_MUL: return a * b;
+    case B_DIV: return a / b;
+    case B_POW: return std::pow(a, b);
+    case B_MAXIMUM: return a > b ? a : b;
+    case B_MINIMUM: return a < b ? a : b;
+    case B_ATAN2: return std::atan2(a, b);
+    case B_GT: return T(a > b);
+    case B_LT: return T(a < b);
+    case B_GE: return T(a >= b);
+    case B_LE: return T(a <= b);
+    case B_EQ: return T(a == b);
+    case B_NE: return T(a != b);
+  }
+  return T(0);
+}
+
+// ∂y/∂a and ∂y/∂b. Ties of maximum/minimum share the gradient equally, as PyTorch does.
+template <class T>
+static inline void binaryDerivatives(int op, T a, T b, T* da, T* db) {
+  switch (op) {
+    case B_ADD: *da = 1; *db = 1; return;
+    case B_SUB: *da = 1; *db = -1; return;
+    case B_MUL: *da = b; *db = a; return;
+    case B_DIV: *da = T(1) / b; *db = -a / (b * b); return;
+    case B_POW: {
+      *da = b == T(0) ? T(0) : b * std::pow(a, b - T(1));
+      *db = a > T(0) ? std::pow(a, b) * std::log(a) : T(0);
+      return;
+    }
+    case B_MAXIMUM: *da = a > b ? T(1) : (a == b ? T(0.5) : T(0)); *db = T(1) - *da; return;
+    case B_MINIMUM: *da = a < b ? T(1) : (a == b ? T(0.5) : T(0)); *db = T(1) - *da; return;
+    case B_ATAN2: {
+      T r = a * a + b * b;
+      *da = b / r;
+      *db = -a / r;
+      return;
+    }
+    default: *da = 0; *db = 0; return;
+  }
+}
+
+static int binaryOpArg(const Napi::CallbackInfo& info) {
+  int64_t op = intArg(info, 0, "op");
+  if (op < 0 || op >= B_COUNT) fail("ERR_ARGUMENT", "unknown binary op " + std::to_string(op));
+  return static_cast<int>(op);
+}
+
+static Tensor binaryCompute(int op, const Tensor& a, const Tensor& b) {
+  requireSameDtype(a, b, kBinaryNames[op]);
+  Shape out = broadcastShapes(a.shape, b.shape, kBinaryNames[op]);
+  Tensor y = emptyTensor(out, a.dtype);
+  const int64_t n = y.numel();
+  INNFLOW_DISPATCH(a.dtype, T, {
+    const T *as = a.data<T>(), *bs = b.data<T>();
+    T* ys = y.data<T>();
+    if (a.shape == out && b.shape == out) {
+      parallelFor(n, kGrain, [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; i++) ys[i] = binaryForward<T>(op, as[i], bs[i]);
+      });
+    } else if (a.shape == out && b.numel() == 1) {
+      const T bv = bs[0];
+      parallelFor(n, kGrain, [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; i++) ys[i] = binaryForward<T>(op, as[i], bv);
+      });
+    } else if (b.shape == out && a.numel() == 1) {
+      const T av = as[0];
+      parallelFor(n, kGrain, [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; i++) ys[i] = binaryForward<T>(op, av, bs[i]);
+      });
+    } else {
+      const std::vector<int64_t> st[2] = {broadcastStrides(a.shape, out), broadcastStrides(b.shape, out)};
+      parallelFor(n, kGrain, [&](int64_t s, int64_t e) {
+        forEachBroadcast<2>(out, st, s, e, [&](int64_t i, const int64_t* off) { ys[i] = binaryForward<T>(op, as[off[0]], bs[off[1]]); });
+      });
+    }
+  });
+  return y;
+}
+
+static Napi::Value Binary(const Napi::CallbackInfo& info) {
+  int op = binaryOpArg(info);
+  const Tensor& a = tensorArg(info, 1, "a");
+  Tensor b = operandArg(info, 2, "b", a.dtype);
+  return wrap(info.Env(), binaryCompute(op, a, b));
+}
+
+// Returns full unchanged when it already has the target shape, else its broadcast sum.
+static Tensor reduceTo(Tensor full, const Shape& target) {
+  if (full.shape == target) return full;
+  return sumToShape(full, target);
+}
+
+static Napi::Value BinaryBackward(const Napi::CallbackInfo& info) {
+  int op = binaryOpArg(info);
+  const Tensor& g = tensorArg(info, 1, "g");
+  const Tensor& a = tensorArg(info, 2, "a");
+  Tensor b = operandArg(info, 3, "b", a.dtype);
+  bool needA = boolArg(info, 4, "needA"), needB = boolArg(info, 5, "needB");
+  requireSameDtype(a, b, kBinaryNames[op]);
+  requireSameDtype(g, a, kBinaryNames[op]);
+  Shape out = broadcastShapes(a.shape, b.shape, kBinaryNames[op]);
+  if (g.shape != out)
+    fail("ERR_SHAPE", std::string(kBinaryNames[op]) + " backward: gradient shape " + shapeString(g.shape) +
+                          " differs from output shape " + shapeString(out));
+  Tensor ga, gb;
+  if (needA) ga = emptyTensor(out, a.dtype);
+  if (needB) gb = emptyTensor(out, a.dtype);
+  INNFLOW_DISPATCH(a.dtype, T, {
+    const T *gs = g.data<T>(), *as = a.data<T>(), *bs = b.data<T>();
+    T* gaOut = needA ? ga.data<T>() : nullptr;
+    T* gbOut = needB ? gb.data<T>() : nullptr;
+    const std::vector<int64_t> st[3] = {broadcastStrides(out, out), broadcastStrides(a.shape, out), broadcastStrides(b.shape, out)};
+    parallelFor(out.empty() ? 1 : numelOf(out), kGrain, [&](int64_t s, int64_t e) {
+      forEachBroadcast<3>(out, st, s, e, [&](int64_t i, const int64_t* off) {
+        T da, db;
+        binaryDerivatives<T>(op, as[off[1]], bs[off[2]], &da, &db);
+        if (gaOut) gaOut[i] = gs[i] * da;
+        if (gbOut) gbOut[i] = gs[i] * db;
+      });
+    });
+  });
+  Napi::Env env = info.Env();
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(0u, needA ? wrap(env, reduceTo(std::move(ga), a.shape)) : env.Null());
+  result.Set(1u, needB ? wrap(env, reduceTo(std::move(gb), b.shape)) : env.Null());
+  return result;
+}
+
+// ------------------------------------------------------------------------------------------------ where
+
+static Napi::Value Where(const Napi::CallbackInfo& info) {
+  const Tensor& cond = tensorArg(info, 0, "cond");
+  const Tensor& a = tensorArg(info, 1, "a");
+  Tensor b = operandArg(info, 2, "b", a.dtype);
+  requireSameDtype(a, b, "where");
+  requireSameDtype(cond, a, "where");
+  Shape out = broadcastShapes(broadcastShapes(cond.shape, a.shape, "where"), b.shape, "where");
+  Tensor y = emptyTensor(out, a.dtype);
+  INNFLOW_DISPATCH(a.dtype, T, {
+    const T *cs = cond.data<T>(), *as = a.data<T>(), *bs = b.data<T>();
+    T* ys = y.data<T>();
+    const std::vector<int64_t> st[3] = {broadcastStrides(cond.shape, out), broadcastStrides(a.shape, out), broadcastStrides(b.shape, out)};
+    parallelFor(y.numel(), kGrain, [&](int64_t s, int64_t e) {
+      forEachBroadcast<3>(out, st, s, e, [&](int64_t i, const int64_t* off) { ys[i] = cs[off[0]] != T(0) ? as[off[1]] : bs[off[2]]; });
+    });
+  });
+  return wrap(info.Env(), std::move(y));
+}
+
+static Napi::Value WhereBackward(const Napi::CallbackInfo& info) {
+  const Tensor& g = tensorArg(info, 0, "g");
+  const Tensor& cond = tensorArg(info, 1, "cond");
+  Shape aShape = shapeArg(info, 2, "aShape");
+  Shape bShape = shapeArg(info, 3, "bShape");
+  bool needA = boolArg(info, 4, "needA"), needB = boolArg(info, 5, "needB");
+  requireSameDtype(g, cond, "where backward");
+  Tensor ga, gb;
+  if (needA) ga = emptyTensor(g.shape, g.dtype);
+  if (needB) gb = emptyTensor(g.shape, g.dtype);
+  INNFLOW_DISPATCH(g.dtype, T, {
+    const T *gs = g.data<T>(), *cs = cond.data<T>();
+    T* gaOut = needA ? ga.data<T>() : nullptr;
+    T* gbOut = needB ? gb.data<T>() : nullptr;
+    const std::vector<int64_t> st[1] = {broadcastStrides(cond.shape, g.shape)};
+    parallelFor(g.numel(), kGrain, [&](int64_t s, int64_t e) {
+      forEachBroadcast<1>(g.shape, st, s, e, [&](int64_t i, const int64_t* off) {
+        bool pickA = cs[off[0]] != T(0);
+        if (gaOut) gaOut[i] = pickA ? gs[i] : T(0);
+        if (gbOut) gbOut[i] = pickA ? T(0) : gs[i];
+      });
+    });
+  });
+  Napi::Env env = info.Env();
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(0u, needA ? wrap(env, reduceTo(std::move(ga), aShape)) : env.Null());
+  result.Set(1u, needB ? wrap(env, reduceTo(std::move(gb), bShape)) : env.Null());
+  return result;
+}
+
+Tensor expandTo(const Tensor& g, const Shape& target, double scale) {
+  if (broadcastShapes(g.shape, target, "expand") != target)
+    fail("ERR_SHAPE", "expand: shape " + shapeString(g.shape) + " does not broadcast to " + shapeString(target));
+  Tensor y = emptyTensor(target, g.dtype);
+  INNFLOW_DISPATCH(g.dtype, T, {
+    const T* gs = g.data<T>();
+    T* ys = y.data<T>();
+    const T sc = T(scale);
+    const std::vector<int64_t> st[1] = {broadcastStrides(g.shape, target)};
+    parallelFor(y.numel(), kGrain, [&](int64_t s, int64_t e) {
+      forEachBroadcast<1>(target, st, s, e, [&](int64_t i, const int64_t* off) { ys[i] = gs[off[0]] * sc; });
+    });
+  });
+  return y;
+}
+
+static Napi::Value Expand(const Napi::CallbackInfo& info) {
+  const Tensor& g = tensorArg(info, 0, "x");
+  Shape target = shapeArg(info, 1, "shape");
+  return wrap(info.Env(), expandTo(g, target, 1.0));
+}
+
+static Napi::Value BroadcastShape(const Napi::CallbackInfo& info) {
+  Shape a = shapeArg(info, 0, "a"), b = shapeArg(info, 1, "b");
+  Shape out = broadcastShapes(a, b, "broadcast");
+  Napi::Array arr = Napi::Array::New(info.Env(), out.size());
+  for (size_t i = 0; i < out.size(); i++) arr.Set(uint32_t(i), Napi::Number::New(info.Env(), double(out[i])));
+  return arr;
+}
+
+static Napi::Object opTable(Napi::Env env, const char* const* names, int count) {
+  Napi::Object o = Napi::Object::New(env);
+  for (int i = 0; i < count; i++) o.Set(names[i], Napi::Number::New(env, i));
+  return o;
+}
+
+void registerElementwise(Napi::Env env, Napi::Object exports) {
+  exports.Set("unaryOps", opTable(env, kUnaryNames, U_COUNT));
+  exports.Set("binaryOps", opTable(env, kBinaryNames, B_COUNT));
+  defineFunction(env, exports, "unary", Unary);
+  defineFunction(env, exports, "unaryBackward", UnaryBackward);
+  defineFunction(env, exports, "binary", Binary);
+  defineFunction(env, exports, "binaryBackward", BinaryBackward);
+  defineFunction(env, exports, "where", Where);
+  defineFunction(env, exports, "whereBackward", WhereBackward);
+  defineFunction(env, exports, "broadcastShape", BroadcastShape);
+  defineFunction(env, exports, "expand", Expand);
+}
+
+}  // namespace innflow

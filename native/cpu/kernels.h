@@ -1,0 +1,26 @@
+// C++ functions that one CPU op family offers to the others (the JavaScript entry points live in each file).
+#pragma once
+#include "../common.h"
+
+namespace innflow {
+
+// reduce.cc: sums g over the dimensions that broadcasting added or stretched, so the result has `target`'s
+// shape (the backward of every broadcasting op). Returns a copy when the shapes already agree.
+Tensor sumToShape(const Tensor& g, const Shape& target);
+// reduce.cc: sum over `dims` (sorted, unique, non-negative), keeping them as size-1 dimensions if keepdim.
+Tensor sumDims(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim);
+
+// elementwise.cc: the broadcast shape of a and b, or ERR_SHAPE naming `op`.
+Shape broadcastShapes(const Shape& a, const Shape& b, const char* op);
+
+// elementwise.cc: g broadcast to `target` (g's shape must broadcast to it), times scale.
+Tensor expandTo(const Tensor& g, const Shape& target, double scale);
+
+// matmul.cc: row-major C = alpha * op(A) * op(B) + beta * C, with op(X) = X or Xᵀ; A is M×K after op,
+// B is K×N after op; lda/ldb/ldc are row strides. Uses OpenBLAS when built with it, unless the built-in
+// kernel is selected (INNFLOW_GEMM=builtin, or setGemmBackend('builtin')).
+template <class T>
+void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc);
+
+}  // namespace innflow

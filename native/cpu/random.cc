@@ -1,0 +1,139 @@
+// Counter-based random numbers (Philox-4x32-10). Element i of a draw depends only on (seed, offset + i/4), so
+// the CPU and the GPU produce the same numbers for the same seed, in any thread layout.
+//
+// rand(shape)  : U(0, 1), exclusive of both ends
+// randn(shape) : N(0, 1) by Box-Muller on consecutive uniform pairs
+// randperm(n)  : a uniform random permutation (Fisher-Yates driven by the same stream), as float values
+#include <cmath>
+#include <numeric>
+
+#include "../common.h"
+#include "../ops.h"
+#include "../parallel.h"
+
+namespace innflow {
+namespace {
+
+struct PhiloxState {
+  uint64_t seed = 0x853c49e6748fea9bULL;
+  uint64_t offset = 0;  // in blocks of four 32-bit outputs
+};
+PhiloxState state;
+
+inline void philoxRound(uint32_t ctr[4], const uint32_t key[2]) {
+  const uint64_t p0 = uint64_t(0xD2511F53u) * ctr[0];
+  const uint64_t p1 = uint64_t(0xCD9E8D57u) * ctr[2];
+  uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
+  uint32_t hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
+  uint32_t out[4] = {hi1 ^ ctr[1] ^ key[0], lo1, hi0 ^ ctr[3] ^ key[1], lo0};
+  ctr[0] = out[0]; ctr[1] = out[1]; ctr[2] = out[2]; ctr[3] = out[3];
+}
+
+// Ten rounds of Philox-4x32 on the 128-bit counter (block, 0) with the seed as key.
+inline void philox(uint64_t seed, uint64_t block, uint32_t out[4]) {
+  uint32_t ctr[4] = {uint32_t(block), uint32_t(block >> 32), 0u, 0u};
+  uint32_t key[2] = {uint32_t(seed), uint32_t(seed >> 32)};
+  for (int r = 0; r < 10; r++) {
+    philoxRound(ctr, key);
+    if (r < 9) {
+      key[0] += 0x9E3779B9u;
+      key[1] += 0xBB67AE85u;
+    }
+  }
+  for (int k = 0; k < 4; k++) out[k] = ctr[k];
+}
+
+inline double toUniform(uint32_t x) { return (double(x) + 0.5) * (1.0 / 4294967296.0); }
+
+// Reserves ceil(n / 4) blocks of the stream and returns the first.
+uint64_t reserveBlocks(int64_t n) {
+  uint64_t first = state.offset;
+  state.offset += uint64_t((n + 3) / 4);
+  return first;
+}
+
+template <class T, class F>
+void fillBlocks(T* out, int64_t n, uint64_t first, F transform) {
+  int64_t blocks = (n + 3) / 4;
+  parallelFor(blocks, 1024, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      uint32_t r[4];
+      philox(state.seed, first + uint64_t(b), r);
+      double v[4];
+      transform(r, v);
+      for (int k = 0; k < 4 && b * 4 + k < n; k++) out[b * 4 + k] = static_cast<T>(v[k]);
+    }
+  });
+}
+
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  double s = numberArg(info, 0, "seed");
+  if (!(s >= 0) || std::floor(s) != s || s > 9007199254740991.0)
+    fail("ERR_ARGUMENT", "manualSeed: seed must be a non-negative integer, got " + std::to_string(s));
+  state.seed = static_cast<uint64_t>(s) * 0x9E3779B97F4A7C15ULL + 0x2545F4914F6CDD1DULL;
+  state.offset = 0;
+  return info.Env().Undefined();
+}
+
+Napi::Value Rand(const Napi::CallbackInfo& info) {
+  Shape shape = shapeArg(info, 0, "shape");
+  DType dtype = dtypeArg(info, 1, "dtype");
+  Tensor t = emptyTensor(shape, dtype);
+  uint64_t first = reserveBlocks(t.numel());
+  INNFLOW_DISPATCH(dtype, T, {
+    fillBlocks(t.data<T>(), t.numel(), first, [](const uint32_t r[4], double v[4]) {
+      for (int k = 0; k < 4; k++) v[k] = toUniform(r[k]);
+    });
+  });
+  return wrap(info.Env(), std::move(t));
+}
+
+Napi::Value Randn(const Napi::CallbackInfo& info) {
+  Shape shape = shapeArg(info, 0, "shape");
+  DType dtype = dtypeArg(info, 1, "dtype");
+  Tensor t = emptyTensor(shape, dtype);
+  uint64_t first = reserveBlocks(t.numel());
+  INNFLOW_DISPATCH(dtype, T, {
+    fillBlocks(t.data<T>(), t.numel(), first, [](const uint32_t r[4], double v[4]) {
+      for (int k = 0; k < 4; k += 2) {
+        double radius = std::sqrt(-2.0 * std::log(toUniform(r[k])));
+        double angle = 2.0 * M_PI * toUniform(r[k + 1]);
+        v[k] = radius * std::cos(angle);
+        v[k + 1] = radius * std::sin(angle);
+      }
+    });
+  });
+  return wrap(info.Env(), std::move(t));
+}
+
+Napi::Value Randperm(const Napi::CallbackInfo& info) {
+  int64_t n = intArg(info, 0, "n");
+  if (n < 0) fail("ERR_ARGUMENT", "randperm: n must be >= 0");
+  DType dtype = dtypeArg(info, 1, "dtype");
+  std::vector<int64_t> perm(n);
+  std::iota(perm.begin(), perm.end(), 0);
+  uint64_t first = reserveBlocks(n);
+  for (int64_t i = n - 1; i > 0; i--) {
+    uint32_t r[4];
+    philox(state.seed, first + uint64_t(i / 4), r);
+    int64_t j = static_cast<int64_t>(toUniform(r[i % 4]) * double(i + 1));
+    if (j > i) j = i;
+    std::swap(perm[i], perm[j]);
+  }
+  Tensor t = emptyTensor({n}, dtype);
+  INNFLOW_DISPATCH(dtype, T, {
+    for (int64_t i = 0; i < n; i++) t.data<T>()[i] = static_cast<T>(perm[i]);
+  });
+  return wrap(info.Env(), std::move(t));
+}
+
+}  // namespace
+
+void registerRandom(Napi::Env env, Napi::Object exports) {
+  defineFunction(env, exports, "manualSeed", ManualSeed);
+  defineFunction(env, exports, "rand", Rand);
+  defineFunction(env, exports, "randn", Randn);
+  defineFunction(env, exports, "randperm", Randperm);
+}
+
+}  // namespace innflow
