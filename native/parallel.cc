@@ -23,7 +23,9 @@ class ThreadPool {
   void resize(int n) {
     n = std::max(1, n);
     stopWorkers();
-    for (int i = 0; i < n - 1; i++) workers_.emplace_back([this] { workerLoop(); });
+    // A worker must start from the generation current at its creation: reading it later, from inside the
+    // new thread, could skip a job published in between and leave run() waiting forever.
+    for (int i = 0; i < n - 1; i++) workers_.emplace_back([this, start = generation_] { workerLoop(start); });
   }
 
   void run(int64_t chunks, const std::function<void(int64_t)>& body) {
@@ -47,12 +49,7 @@ class ThreadPool {
     for (int64_t c; (c = nextChunk_.fetch_add(1)) < chunkCount_;) (*body_)(c);
     insideWorker = false;
   }
-  void workerLoop() {
-    uint64_t seen = 0;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      seen = generation_;
-    }
+  void workerLoop(uint64_t seen) {
     for (;;) {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
