@@ -1,0 +1,219 @@
+/**
+ * GraphINN: an invertible network over any directed acyclic graph of nodes (FrEIA's `GraphINN(node_list)`),
+ * run in a deterministic topological order in both directions. Unlike FrEIA, the order breaks ties by the
+ * position in the node list (FrEIA's differs between runs, its issue #168), state-dict keys are
+ * `<node name>.<param>`, and malformed graphs get ERR_GRAPH errors that say what is wrong.
+ */
+import { argumentError, InnflowError } from '../errors'
+import { Dims, dimsString, InvertibleModule, ModuleOutput, sameDims } from '../modules/base'
+import { Tensor, zeros } from '../tensor'
+import { addLogDet, ForwardOptions, parseForwardArgs } from './common'
+import { AbstractNode, ConditionNode, Connection, InputNode, Node, OutputNode } from './nodes'
+
+/** Options of {@link GraphINN}. */
+export interface GraphINNOptions {
+  /** Always return the outputs as an array, even when there is only one. */
+  forceTupleOutput?: boolean
+}
+
+const key = (c: Connection): string => `${c.node.name}\u0000${c.index}`
+
+/**
+ * An invertible network given as a list of nodes.
+ * @example
+ * const inp = new InputNode(2, { name: 'in' })
+ * const n1 = new Node(inp, modules.GLOWCouplingBlock, { subnetConstructor: subnet })
+ * const out = new OutputNode(n1)
+ * const inn = new GraphINN([inp, n1, out])
+ */
+export class GraphINN extends InvertibleModule {
+  /** Input nodes, condition nodes and output nodes, in node-list order (the order of x, c and z). */
+  readonly inNodes: InputNode[]
+  readonly conditionNodes: ConditionNode[]
+  readonly outNodes: OutputNode[]
+  /** The module nodes in forward topological order. */
+  readonly nodeList: AbstractNode[]
+  private readonly forwardOrder: Node[]
+  private readonly reverseOrder: Node[]
+  private readonly forceTupleOutput: boolean
+
+  constructor(nodes: AbstractNode[], opts: GraphINNOptions = {}) {
+    if (!Array.isArray(nodes) || nodes.length === 0) throw argumentError('GraphINN', 'nodes', 'a non-empty array of nodes', nodes)
+    nodes.forEach((n, i) => {
+      if (!(n instanceof AbstractNode) && !(n as { __isInnflowNode?: boolean })?.__isInnflowNode) throw argumentError('GraphINN', `nodes[${i}]`, 'a node', n)
+    })
+    if (new Set(nodes).size !== nodes.length) throw new InnflowError('ERR_GRAPH', 'GraphINN: a node appears twice in the node list')
+    const inNodes = nodes.filter((n): n is InputNode => n instanceof InputNode)
+    const condNodes = nodes.filter((n): n is ConditionNode => n instanceof ConditionNode)
+    const outNodes = nodes.filter((n): n is OutputNode => n instanceof OutputNode)
+    if (inNodes.length === 0) throw new InnflowError('ERR_GRAPH', 'GraphINN: the node list has no InputNode')
+    if (outNodes.length === 0) throw new InnflowError('ERR_GRAPH', 'GraphINN: the node list has no OutputNode')
+    super(inNodes.map((n) => n.outputDims[0]), { dimsC: condNodes.map((n) => n.outputDims[0]) })
+    this.inNodes = inNodes
+    this.conditionNodes = condNodes
+    this.outNodes = outNodes
+    this.forceTupleOutput = opts?.forceTupleOutput ?? false
+
+    assignNames(nodes)
+    checkMembership(nodes)
+    checkLooseEnds(nodes)
+    const index = new Map(nodes.map((n, i) => [n, i]))
+    // forward: a node waits for the producers of its inputs and conditions
+    const forwardDeps = (n: AbstractNode) => [...n.inputs, ...n.conditions].map((c) => c.node)
+    // reverse: a node waits for the consumers of its outputs, and for whoever recreates its conditions
+    const reverseDeps = (n: AbstractNode) => [
+      ...n.outputs.map((c) => (c as Connection).node),
+      ...n.conditions.map((c) => c.node.outputs[c.index]?.node).filter((m): m is AbstractNode => m !== undefined),
+    ]
+    const fwd = topologicalOrder(nodes, forwardDeps, index, 'forward')
+    const rev = topologicalOrder(nodes, reverseDeps, index, 'reverse')
+    this.nodeList = fwd
+    this.forwardOrder = fwd.filter((n): n is Node => n instanceof Node)
+    this.reverseOrder = rev.filter((n): n is Node => n instanceof Node)
+    for (const n of this.forwardOrder) this.registerModule(n.name as string, n.module)
+  }
+
+  /** The output shapes (one per OutputNode). */
+  outputDims(_inputDims?: Dims[]): number[][] {
+    return this.outNodes.map((n) => n.inputs[0].node.outputDims[n.inputs[0].index].slice())
+  }
+
+  /** The node with this name, or undefined. */
+  getNodeByName(name: string): AbstractNode | undefined {
+    return this.nodeList.find((n) => n.name === name)
+  }
+  /** The module of the node with this name, or undefined. */
+  getModuleByName(name: string): InvertibleModule | undefined {
+    return this.getNodeByName(name)?.module ?? undefined
+  }
+
+  /**
+   * Runs the graph forward (x → z), or in reverse with `rev` (z → x). x is one tensor or an array in
+   * InputNode order (OutputNode order with rev); c is an array in ConditionNode order. Returns
+   * `[z, logJacDet]`, z a tensor for a single output (unless forceTupleOutput) else an array. With
+   * `jac: false` logJacDet is zeros, as in FrEIA. The module form `forward(x[], c, rev, jac)` returns arrays.
+   */
+  forward(x: Tensor | Tensor[], opts?: ForwardOptions): [Tensor | Tensor[], Tensor]
+  forward(x: Tensor[], c?: Tensor[], rev?: boolean, jac?: boolean): [Tensor[], Tensor]
+  forward(x: Tensor | Tensor[], cOrOpts?: Tensor[] | ForwardOptions, rev?: boolean, jac?: boolean): [Tensor | Tensor[], Tensor] {
+    const isModuleCall = Array.isArray(x) && (cOrOpts === undefined || Array.isArray(cOrOpts)) && (rev !== undefined || Array.isArray(cOrOpts))
+    const args = parseForwardArgs('GraphINN.forward', x, cOrOpts, rev, jac)
+    const starts: AbstractNode[] = args.rev ? this.outNodes : this.inNodes
+    if (args.x.length !== starts.length)
+      throw new InnflowError('ERR_ARGUMENT', `GraphINN.forward: got ${args.x.length} input tensor(s), expected ${starts.length} (${starts.map(String).join(', ')})`)
+    if (args.c.length !== this.conditionNodes.length)
+      throw new InnflowError('ERR_ARGUMENT', `GraphINN.forward: got ${args.c.length} condition(s), expected ${this.conditionNodes.length}`)
+    const batch = args.x[0].shape[0]
+    // values of edges (producer, output index); the same edge holds the same value in both directions
+    const values = new Map<string, Tensor>()
+    starts.forEach((n, i) => {
+      const edge = args.rev ? n.inputs[0] : { node: n, index: 0 }
+      const want = edge.node.outputDims[edge.index]
+      if (!sameDims(args.x[i].shape.slice(1), want))
+        throw new InnflowError('ERR_SHAPE', `GraphINN.forward: ${n} expects shape (batch, ${want.join(', ')}), got (${args.x[i].shape.join(', ')})`)
+      values.set(key(edge), args.x[i])
+    })
+    this.conditionNodes.forEach((n, i) => {
+      if (!sameDims(args.c[i].shape.slice(1), n.outputDims[0]))
+        throw new InnflowError('ERR_SHAPE', `GraphINN.forward: condition ${i} (${n}) expects shape (batch, ${n.outputDims[0].join(', ')}), got (${args.c[i].shape.join(', ')})`)
+      values.set(key({ node: n, index: 0 }), args.c[i])
+    })
+    let logDet = zeros([batch], { dtype: args.x[0].dtype })
+    for (const node of args.rev ? this.reverseOrder : this.forwardOrder) {
+      const inEdges: Connection[] = args.rev ? node.outputDims.map((_, i) => ({ node, index: i })) : node.inputs
+      const outEdges: Connection[] = args.rev ? node.inputs : node.outputDims.map((_, i) => ({ node, index: i }))
+      const ins = inEdges.map((e) => values.get(key(e)) as Tensor)
+      const cs = node.conditions.map((e) => values.get(key(e)) as Tensor)
+      let result: ModuleOutput
+      try {
+        result = node.module.forward(ins, cs, args.rev, args.jac)
+      } catch (e) {
+        if (e instanceof InnflowError) throw new InnflowError(e.code, `${node}: ${e.message}`)
+        throw e
+      }
+      const [outs, j] = result
+      if (!Array.isArray(outs) || outs.length !== outEdges.length)
+        throw new InnflowError('ERR_GRAPH', `${node}: the module returned ${Array.isArray(outs) ? outs.length : 'no list of'} output(s), expected ${outEdges.length}`)
+      outEdges.forEach((e, i) => values.set(key(e), outs[i]))
+      if (args.jac) logDet = addLogDet(logDet, j, String(node))
+    }
+    const ends: Connection[] = args.rev ? this.inNodes.map((n) => ({ node: n, index: 0 })) : this.outNodes.map((n) => n.inputs[0])
+    const z = ends.map((e) => values.get(key(e)) as Tensor)
+    if (isModuleCall || this.forceTupleOutput || z.length > 1) return [z, logDet]
+    return [z[0], logDet]
+  }
+}
+
+/** Unnamed nodes get `<Kind><position in the node list>`, e.g. `Node3`; names must be unique. */
+function assignNames(nodes: AbstractNode[]): void {
+  const used = new Set(nodes.map((n) => n.name).filter((n) => n !== undefined))
+  nodes.forEach((n, i) => {
+    if (n.name !== undefined) return
+    let name = `${n.constructor.name}${i}`
+    while (used.has(name)) name += '_'
+    n.name = name
+    used.add(name)
+  })
+  const seen = new Map<string, number>()
+  nodes.forEach((n, i) => {
+    const prev = seen.get(n.name as string)
+    if (prev !== undefined) throw new InnflowError('ERR_GRAPH', `GraphINN: nodes ${prev} and ${i} are both named '${n.name}'; names must be unique`)
+    seen.set(n.name as string, i)
+  })
+}
+
+function checkMembership(nodes: AbstractNode[]): void {
+  const members = new Set(nodes)
+  for (const n of nodes) {
+    for (const c of n.inputs)
+      if (!members.has(c.node)) throw new InnflowError('ERR_GRAPH', `GraphINN: ${n} takes input from ${c.node}, which is not in the node list`)
+    for (const c of n.conditions)
+      if (!members.has(c.node)) throw new InnflowError('ERR_GRAPH', `GraphINN: ${n} is conditioned on ${c.node}, which is not in the node list`)
+    n.outputs.forEach((c, i) => {
+      if (c && !members.has(c.node)) throw new InnflowError('ERR_GRAPH', `GraphINN: output ${i} of ${n} feeds ${c.node}, which is not in the node list`)
+    })
+  }
+}
+
+function checkLooseEnds(nodes: AbstractNode[]): void {
+  for (const n of nodes) {
+    if (n instanceof ConditionNode || n instanceof OutputNode) continue
+    n.outputs.forEach((c, i) => {
+      if (!c)
+        throw new InnflowError('ERR_GRAPH', `GraphINN: output ${i} ${dimsString(n.outputDims[i])} of ${n} is a loose end: connect it to another node or to an OutputNode`)
+    })
+  }
+}
+
+/** Kahn's algorithm; among ready nodes the earliest in the node list goes first. */
+function topologicalOrder(
+  nodes: AbstractNode[],
+  deps: (n: AbstractNode) => AbstractNode[],
+  index: Map<AbstractNode, number>,
+  direction: string,
+): AbstractNode[] {
+  const pending = new Map<AbstractNode, number>()
+  const dependents = new Map<AbstractNode, AbstractNode[]>()
+  for (const n of nodes) {
+    const ds = [...new Set(deps(n))]
+    pending.set(n, ds.length)
+    for (const d of ds) dependents.set(d, [...(dependents.get(d) ?? []), n])
+  }
+  const ready = nodes.filter((n) => pending.get(n) === 0)
+  const order: AbstractNode[] = []
+  while (ready.length > 0) {
+    ready.sort((a, b) => (index.get(a) as number) - (index.get(b) as number))
+    const n = ready.shift() as AbstractNode
+    order.push(n)
+    for (const m of dependents.get(n) ?? []) {
+      const left = (pending.get(m) as number) - 1
+      pending.set(m, left)
+      if (left === 0) ready.push(m)
+    }
+  }
+  if (order.length !== nodes.length) {
+    const stuck = nodes.filter((n) => !order.includes(n))
+    throw new InnflowError('ERR_GRAPH', `GraphINN: the graph has a cycle in the ${direction} direction through ${stuck.map(String).join(', ')}`)
+  }
+  return order
+}

@@ -1,0 +1,96 @@
+/**
+ * InvertibleModule: the contract of every invertible module, built-in or written by a user (FrEIA's
+ * `FrEIA.modules.InvertibleModule`). A module maps a list of tensors to a list of tensors and reports the
+ * per-sample log|det J| of the map it applied: J of f in forward mode, of f⁻¹ (that is, −J) with `rev`.
+ */
+import { argumentError, InnflowError } from '../errors'
+import { Module } from '../nn/module'
+import { Tensor } from '../tensor'
+
+/** A shape without the batch dimension, e.g. [2] for 2-D points or [3, 32, 32] for images. */
+export type Dims = readonly number[]
+
+/** What `forward` returns: the output tensors and the log-Jacobian-determinant ((batch,), a number, or null). */
+export type ModuleOutput = [Tensor[], Tensor | number | null]
+
+/** Options every invertible module accepts. */
+export interface InvertibleModuleOptions {
+  /** Shapes of the condition tensors (without batch dimension), as FrEIA's `dims_c`. */
+  dimsC?: Dims[]
+}
+
+/** Validates a list of shapes (FrEIA's dims_in / dims_c): an array of arrays of positive integers. */
+export function checkDimsList(fn: string, name: string, dims: unknown): number[][] {
+  if (!Array.isArray(dims))
+    throw argumentError(fn, name, 'a list of shapes such as [[2]] or [[3, 32, 32]] (even one input is wrapped in a list)', dims)
+  return dims.map((d, i) => {
+    if (!Array.isArray(d)) throw argumentError(fn, `${name}[${i}]`, 'a shape (an array of positive integers); wrap a single shape in a list', d)
+    if (!d.every((v) => Number.isInteger(v) && v > 0)) throw argumentError(fn, `${name}[${i}]`, 'an array of positive integers', d)
+    return [...(d as number[])]
+  })
+}
+
+export const sameDims = (a: Dims, b: Dims): boolean => a.length === b.length && a.every((v, i) => v === b[i])
+export const dimsString = (d: Dims): string => `(${d.join(', ')})`
+
+/**
+ * Base class of invertible modules. Subclasses call `super(dimsIn, { dimsC })`, register parameters like
+ * any {@link Module}, and implement `forward(x, c, rev, jac)` and `outputDims(inputDims)`.
+ * @example
+ * class FixedScale extends InvertibleModule {
+ *   constructor(dimsIn: Dims[], opts: InvertibleModuleOptions = {}) { super(dimsIn, opts) }
+ *   forward(x: Tensor[], c: Tensor[] = [], rev = false): ModuleOutput {
+ *     const s = rev ? 0.5 : 2
+ *     return [[x[0].mul(s)], Math.log(s) * x[0].size / x[0].shape[0]]
+ *   }
+ *   outputDims(inputDims: Dims[]): number[][] { return inputDims.map((d) => [...d]) }
+ * }
+ */
+export abstract class InvertibleModule extends Module {
+  /** The input shapes (without batch dimension). */
+  readonly dimsIn: number[][]
+  /** The condition shapes (without batch dimension); empty when unconditional. */
+  readonly dimsC: number[][]
+
+  constructor(dimsIn: Dims[], opts: InvertibleModuleOptions = {}) {
+    super()
+    const name = new.target.name
+    this.dimsIn = checkDimsList(name, 'dimsIn', dimsIn)
+    if (opts !== undefined && (opts === null || typeof opts !== 'object')) throw argumentError(name, 'options', 'an options object', opts)
+    this.dimsC = opts.dimsC === undefined || opts.dimsC === null ? [] : checkDimsList(name, 'dimsC', opts.dimsC)
+  }
+
+  /**
+   * Applies the module (or its inverse when rev) to the inputs x with conditions c. Returns the outputs and
+   * log|det J| per sample (the negative in reverse); with jac = false a module may return null instead.
+   */
+  abstract override forward(x: Tensor[], c?: Tensor[], rev?: boolean, jac?: boolean): ModuleOutput
+
+  /** The output shapes for the given input shapes (shape inference at construction). */
+  abstract outputDims(inputDims: Dims[]): number[][]
+
+  /** @internal Throws ERR_SHAPE unless x matches dimsIn (batch dimension aside). */
+  protected checkInputs(x: Tensor[], expected: readonly Dims[] = this.dimsIn): void {
+    if (!Array.isArray(x) || x.length !== expected.length)
+      throw new InnflowError('ERR_ARGUMENT', `${this.constructor.name}: expected a list of ${expected.length} input tensor(s), got ${Array.isArray(x) ? x.length : typeof x}`)
+    x.forEach((t, i) => {
+      if (!sameDims(t.shape.slice(1), expected[i]))
+        throw new InnflowError('ERR_SHAPE', `${this.constructor.name}: expected input ${i} of shape (batch, ${expected[i].join(', ')}), got (${t.shape.join(', ')})`)
+    })
+  }
+
+  /** @internal Throws ERR_ARGUMENT/ERR_SHAPE unless c matches dimsC. */
+  protected checkConditions(c: Tensor[] | undefined, batch: number): Tensor[] {
+    const cs = c ?? []
+    if (cs.length !== this.dimsC.length)
+      throw new InnflowError('ERR_ARGUMENT', `${this.constructor.name}: expected ${this.dimsC.length} condition(s), got ${cs.length}`)
+    cs.forEach((t, i) => {
+      if (t.shape[0] !== batch || !sameDims(t.shape.slice(1), this.dimsC[i]))
+        throw new InnflowError('ERR_SHAPE', `${this.constructor.name}: expected condition ${i} of shape (${batch}, ${this.dimsC[i].join(', ')}), got (${t.shape.join(', ')})`)
+    })
+    return cs
+  }
+}
+
+/** A constructor of invertible modules, as SequenceINN.append and Node take. */
+export type InvertibleModuleClass<O extends object = Record<string, unknown>> = new (dimsIn: Dims[], opts?: O & InvertibleModuleOptions) => InvertibleModule
