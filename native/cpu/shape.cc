@@ -18,7 +18,6 @@
 // ERR_ARGUMENT and never reads or writes out of bounds.
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstring>
 
 #include "../common.h"
@@ -52,8 +51,6 @@ int64_t checkDim(const char* op, int64_t dim, size_t ndim) {
     fail("ERR_ARGUMENT", std::string(op) + ": dimension " + std::to_string(dim) + " out of range for " + std::to_string(ndim) + " dimensions");
   return dim;
 }
-
-size_t bytesOf(const Tensor& t, int64_t n) { return size_t(n) * dtypeSize(t.dtype); }
 
 // Copies `rows` runs of `len` elements of width `elem` bytes: run r goes from src + r·srcStride to
 // dst + r·dstStride (strides in elements). The workhorse of narrow, cat and split.
