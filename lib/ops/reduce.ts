@@ -12,15 +12,18 @@ const N = bindingFor<ReduceBinding>()
 
 /** @internal Normalises one dimension (negative counts from the end). */
 export function normDim(fn: string, dim: unknown, ndim: number, name = 'dim'): number {
-  if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < -ndim || dim >= Math.max(ndim, 1))
-    throw argumentError(fn, name, `an integer in [${-ndim}, ${Math.max(ndim, 1) - 1}]`, dim)
-  return dim < 0 ? dim + ndim : dim
+  const n = Math.max(ndim, 1) // a 0-d tensor takes dim 0 or -1, as in PyTorch
+  if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < -n || dim >= n)
+    throw argumentError(fn, name, `an integer in [${-n}, ${n - 1}]`, dim)
+  return dim < 0 ? dim + n : dim
 }
 
 function normDims(fn: string, x: Tensor, dim: number | number[] | undefined): number[] {
   if (dim === undefined) return x.shape.map((_, i) => i)
   const list = Array.isArray(dim) ? dim : [dim]
   const dims = list.map((d) => normDim(fn, d, x.ndim))
+  // a 0-d tensor accepts dim 0 / -1 as PyTorch does; there is nothing to reduce over
+  if (x.ndim === 0) return []
   if (new Set(dims).size !== dims.length) throw argumentError(fn, 'dim', 'distinct dimensions', dim)
   return dims.sort((a, b) => a - b)
 }

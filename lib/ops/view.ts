@@ -61,7 +61,9 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   checkTensor('expand', 'x', x)
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= -1)) throw argumentError('expand', 'shape', 'an array of integers', shape)
   const lead = shape.length - x.ndim
-  const target = shape.map((d, i) => (d === -1 ? x.shape[i - lead] ?? 1 : d))
+  if (lead < 0) throw new InnflowError('ERR_SHAPE', `expand: shape [${shape}] has fewer dimensions than the tensor's [${x.shape}]`)
+  if (shape.slice(0, lead).includes(-1)) throw new InnflowError('ERR_SHAPE', `expand: -1 is not allowed in a new leading dimension ([${shape}])`)
+  const target = shape.map((d, i) => (d === -1 ? x.shape[i - lead] : d))
   const y = fromHandle(N.expand(x.handle, target))
   return recordUnary('expand', [x], y, (g) => [sumToShape(g, x.shape)])
 }

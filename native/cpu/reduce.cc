@@ -6,6 +6,7 @@
 //
 // float32 data is accumulated in double, so float32 sums agree with float64 ones to float32 rounding.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "../common.h"
@@ -114,8 +115,8 @@ Tensor reduceSum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim
   }
   Tensor y = emptyTensor(out, x.dtype);
   if (y.numel() == 0) return y;
-  if (x.numel() == 0) {
-    std::memset(y.storage->data, 0, size_t(y.numel()) * dtypeSize(y.dtype));
+  if (x.numel() == 0) {  // an empty sum is 0, an empty mean 0/0 = NaN (as in PyTorch and NumPy)
+    INNFLOW_DISPATCH(y.dtype, T, { std::fill_n(y.data<T>(), y.numel(), mean ? T(NAN) : T(0)); });
     return y;
   }
   double scale = mean ? 1.0 / double(count) : 1.0;

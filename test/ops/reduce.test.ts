@@ -96,10 +96,8 @@ describe.each([
     })
   })
 
-  // KNOWN BUG (reported, not fixed here: lib/ops/reduce.ts and native/cpu/reduce.cc belong to another family):
-  // normDim accepts dim 0 / -1 for a 0-d tensor, as torch does (torch.tensor(2.5).sum(0) == 2.5), but the
-  // native reducedMask then rejects dimension 0 of shape [] with ERR_ARGUMENT. Remove `.failing` once fixed.
-  test.failing('0-d input, over dim 0 or -1 (as torch allows)', () => {
+  // torch.tensor(2.5).sum(0) == 2.5: a 0-d tensor accepts dim 0 / -1
+  test('0-d input, over dim 0 or -1 (as torch allows)', () => {
     tidy(() => {
       const s = tensor([2.5], [], { dtype: 'float64' })
       expect(op(s, 0).item()).toBe(2.5)
@@ -159,10 +157,9 @@ describe.each([
     })
   })
 
-  // KNOWN BUG (reported): reduceSum zero-fills its output whenever x has no elements, so the mean of an empty
-  // set is 0 instead of NaN (0/0) as in torch and NumPy. Remove `.failing` once fixed.
+  // as in torch and NumPy, the mean of an empty set is 0/0
   if (isMean)
-    test.failing('the mean over zero elements is NaN', () => {
+    test('the mean over zero elements is NaN', () => {
       tidy(() => {
         const e = tensor([], [3, 0], { dtype: 'float64' })
         expect(Array.from(e.mean(1).toArray()).every(Number.isNaN)).toBe(true)
