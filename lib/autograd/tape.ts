@@ -7,6 +7,7 @@
 import { InnflowError } from '../errors'
 import { untrack } from '../scope'
 import type { Tensor } from '../tensor'
+import * as tensorModule from '../tensor'
 
 /** One recorded op: its inputs, how many outputs it made, and its backward function. */
 export interface GradNode {
@@ -79,12 +80,28 @@ function topologicalOrder(root: GradNode): GradNode[] {
   return order.reverse() // root first
 }
 
-/** The engine behind `tensor.backward(grad)`. */
-export function runBackward(root: Tensor, grad: Tensor): void {
+/**
+ * The engine behind `tensor.backward(grad)` and {@link grad}. Without `capture` it accumulates into the
+ * `.grad` of leaves; with it, it returns the gradients of the captured tensors and leaves `.grad` alone.
+ */
+export function runBackward(root: Tensor, grad: Tensor, capture?: Tensor[]): (Tensor | null)[] {
+  const captured = new Map<Tensor, Tensor>()
+  const take = (t: Tensor, g: Tensor): void => {
+    const prev = captured.get(t)
+    if (prev) {
+      captured.set(t, prev.add(g))
+      prev.dispose()
+      g.dispose()
+    } else captured.set(t, g)
+  }
+  const capturing = capture !== undefined
+  const wanted = new Set(capture ?? [])
   noGrad(() => {
     const edge = root._gradFn
-    if (!edge) {
-      accumulateLeaf(root, grad.reshape(root.shape))
+    if (!edge || wanted.has(root)) {
+      if (capturing) {
+        if (wanted.has(root)) take(root, grad.reshape(root.shape))
+      } else accumulateLeaf(root, grad.reshape(root.shape))
       return
     }
     const buffers = new Map<GradNode, (Tensor | null)[]>()
@@ -95,6 +112,10 @@ export function runBackward(root: Tensor, grad: Tensor): void {
       const grads = buffers.get(node)
       if (!grads) continue
       buffers.delete(node)
+      // a captured non-leaf tensor has its full gradient once its producer is reached
+      if (capturing)
+        for (const t of wanted)
+          if (t._gradFn?.node === node && grads[t._gradFn.index]) take(t, (grads[t._gradFn.index] as Tensor).reshape(t.shape))
       if (!node.backward)
         throw new InnflowError(
           'ERR_GRAPH',
@@ -126,6 +147,9 @@ export function runBackward(root: Tensor, grad: Tensor): void {
           } else {
             buf[e.index] = g
           }
+        } else if (capturing) {
+          if (wanted.has(input)) take(input, g)
+          else g.dispose()
         } else {
           accumulateLeaf(input, g)
         }
@@ -135,6 +159,28 @@ export function runBackward(root: Tensor, grad: Tensor): void {
       node.inputs = []
     }
   })
+  return (capture ?? []).map((t) => captured.get(t) ?? null)
+}
+
+/**
+ * The gradients of `output` with respect to `inputs` (torch.autograd.grad): `gradOutput` defaults to 1 for
+ * a one-element output. Leaves' `.grad` are not touched; an input the output does not depend on gets null.
+ * The graph is freed, as by backward().
+ */
+export function grad(output: Tensor, inputs: Tensor[], gradOutput?: Tensor): (Tensor | null)[] {
+  if (!output.requiresGrad) throw new InnflowError('ERR_ARGUMENT', 'grad: the output does not require grad')
+  if (!Array.isArray(inputs)) throw new InnflowError('ERR_ARGUMENT', 'grad: inputs must be an array of tensors')
+  if (gradOutput === undefined) {
+    if (output.size !== 1) throw new InnflowError('ERR_SHAPE', `grad: gradOutput is required for an output of shape [${output.shape}]`)
+    const one = tensorModule.full(output.shape as number[], 1, { dtype: output.dtype })
+    try {
+      return runBackward(output, one, inputs)
+    } finally {
+      one.dispose()
+    }
+  }
+  if (gradOutput.shape.join() !== output.shape.join()) throw new InnflowError('ERR_SHAPE', `grad: gradOutput shape [${gradOutput.shape}] does not match [${output.shape}]`)
+  return runBackward(output, gradOutput, inputs)
 }
 
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {

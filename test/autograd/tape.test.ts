@@ -1,4 +1,4 @@
-import { noGrad, isGradEnabled, ops, tensor, tidy } from '../../lib'
+import { grad, noGrad, isGradEnabled, ops, tensor, Tensor, tidy } from '../../lib'
 import { expectClose, expectCode, gradCheck, input } from '../helpers'
 
 describe('autograd', () => {
@@ -103,6 +103,27 @@ describe('autograd', () => {
         y.requiresGrad = false
       }, 'ERR_ARGUMENT')
       expectCode(() => ops.mul(1, 2), 'ERR_ARGUMENT')
+    })
+  })
+})
+
+describe('grad()', () => {
+  test('returns gradients for leaves and intermediates without touching .grad', () => {
+    tidy(() => {
+      const x = tensor([0.5, -1, 2], [3], { dtype: 'float64', requiresGrad: true })
+      const h = x.exp()
+      const y = h.mul(x).sum()
+      const [gx, gh] = grad(y, [x, h])
+      // y = Σ e^x · x: dy/dx = e^x (x + 1); dy/dh = x
+      expectClose(gx as Tensor, [0.5, -1, 2].map((v) => Math.exp(v) * (v + 1)), 1e-15)
+      expectClose(gh as Tensor, [0.5, -1, 2], 0)
+      expect(x.grad).toBeNull()
+      const z = tensor([1], [1], { dtype: 'float64', requiresGrad: true })
+      const [none] = grad(x.square().sum(), [z])
+      expect(none).toBeNull()
+      const v = x.square()
+      const [vjp] = grad(v, [x], tensor([1, 2, 3], [3], { dtype: 'float64' }))
+      expectClose(vjp as Tensor, [1, -4, 12], 0)
     })
   })
 })
