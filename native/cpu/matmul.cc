@@ -19,7 +19,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <limits>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -61,6 +63,22 @@ Backend backend = Backend::Builtin;
 // pool's threads are already busy with the other iterations.
 thread_local bool serialGemm = false;
 
+// parallelFor for bodies that may throw (an allocation failing): an exception must not leave a pool thread,
+// so the first one is kept and rethrown on the calling thread once every chunk has finished.
+void parallelForCatching(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  std::exception_ptr error;
+  std::mutex mutex;
+  parallelFor(n, grain, [&](int64_t b, int64_t e) {
+    try {
+      fn(b, e);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!error) error = std::current_exception();
+    }
+  });
+  if (error) std::rethrow_exception(error);
+}
+
 // ======================================================================================== built-in GEMM
 //
 // GotoBLAS/BLIS structure. For each KC-long slice of k, op(B) is copied into panels of NR columns
@@ -70,8 +88,14 @@ thread_local bool serialGemm = false;
 // Work is split into tiles of C (a block of rows × a part of the columns), one task each. Within a tile the
 // A micro-panel (KC·MR values) stays in L1 while the tile's B panels (KC × its columns) stream from L2, and
 // C is read and written once per slice of k.
-// The micro-kernel is written with GCC/Clang vector types (no intrinsics), so the same source compiles to
-// NEON, SSE2, AVX2+FMA or AVX-512; on x86 the AVX2 and AVX-512 copies are compiled with target attributes and
+//
+// Two shapes that are common in small networks get their own treatment, since an MR×NR tile would be mostly
+// padding: few columns with both operands contiguous along k (x·wᵀ of a layer with few outputs) become dot
+// products vectorised along k, with no packing; other products with few columns (or few rows) run as
+// Cᵀ = op(B)ᵀ·op(A)ᵀ with a micro-kernel of 2 or 4 rows, storing the tiles transposed.
+//
+// The kernels are written with GCC/Clang vector types (no intrinsics), so the same source compiles to NEON,
+// SSE2, AVX2+FMA or AVX-512; on x86 the AVX2 and AVX-512 copies are compiled with target attributes and
 // picked at run time, so the addon still runs on any x86-64.
 
 template <class T>
@@ -212,7 +236,6 @@ struct MicroKernel {
 
 template <class T>
 struct KernelConfig {
-  const char* name;
   int64_t nr;       // micro-tile columns (two vectors)
   MicroKernel<T> full;       // the widest MR: all the registers
   MicroKernel<T> narrow[2];  // fewer rows, for products with only a few rows (after the swap below, few columns)
@@ -232,12 +255,12 @@ struct KernelConfig {
 };
 
 template <class T, int VB, int MR>
-KernelConfig<T> makeConfig(const char* name, MicroKernel<T> small0, MicroKernel<T> small1, MacroFn<T> fn,
+KernelConfig<T> makeConfig(MicroKernel<T> small0, MicroKernel<T> small1, MacroFn<T> fn,
                            DotFn<T> dot, int64_t dotRows) {
   constexpr int64_t NR = 2 * VB / int64_t(sizeof(T)), S = int64_t(sizeof(T));
   const int64_t kc = std::clamp<int64_t>(20480 / (MR * S) / 16 * 16, 128, 384);
   const int64_t ncTile = std::max<int64_t>(NR, 393216 / (kc * S) / NR * NR);
-  return {name, NR, {MR, fn}, {small0, small1}, kc, ncTile, 480 / MR * MR, 4096, dot, dotRows};
+  return {NR, {MR, fn}, {small0, small1}, kc, ncTile, 480 / MR * MR, 4096, dot, dotRows};
 }
 
 enum class Isa { Generic, Avx2, Avx512 };
@@ -266,14 +289,14 @@ KernelConfig<T> configFor(Isa isa) {
 #ifdef INNFLOW_X86_DISPATCH
   // 2 vectors wide: AVX-512 has 32 registers (24 accumulators), AVX2 and SSE 16 (12 accumulators).
   if (isa == Isa::Avx512)
-    return makeConfig<T, 64, 12>("avx512", {2, &macroAvx512<T, 64, 2, 2>}, {4, &macroAvx512<T, 64, 4, 2>},
+    return makeConfig<T, 64, 12>({2, &macroAvx512<T, 64, 2, 2>}, {4, &macroAvx512<T, 64, 4, 2>},
                                  &macroAvx512<T, 64, 12, 2>, &dotAvx512<T, 64, 4, 4>, 4);
   if (isa == Isa::Avx2)
-    return makeConfig<T, 32, 6>("avx2", {2, &macroAvx2<T, 32, 2, 2>}, {4, &macroAvx2<T, 32, 4, 2>},
+    return makeConfig<T, 32, 6>({2, &macroAvx2<T, 32, 2, 2>}, {4, &macroAvx2<T, 32, 4, 2>},
                                 &macroAvx2<T, 32, 6, 2>, &dotAvx2<T, 32, 2, 4>, 2);
 #endif
   (void)isa;
-  return makeConfig<T, 16, 6>("generic", {2, &macroGeneric<T, 16, 2, 2>}, {4, &macroGeneric<T, 16, 4, 2>},
+  return makeConfig<T, 16, 6>({2, &macroGeneric<T, 16, 2, 2>}, {4, &macroGeneric<T, 16, 4, 2>},
                               &macroGeneric<T, 16, 6, 2>, &dotGeneric<T, 16, 2, 4>, 2);
 }
 
@@ -532,7 +555,7 @@ void builtinGemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T al
           mk.macro(i1 - i0, j1 - j0, kc, Ap, Bp + j0 * kc, tile, ldc, alpha, stepBeta, transC);
         }
       };
-      if (parallel) parallelFor(tasks, 1, compute);
+      if (parallel) parallelForCatching(tasks, 1, compute);
       else compute(0, tasks);
     }
   }
@@ -595,11 +618,13 @@ void gemmParallelLoop(int64_t n, const std::function<void(int64_t, int64_t)>& bo
 #ifdef INNFLOW_WITH_OPENBLAS
   if (backend == Backend::OpenBLAS && !serialGemm && numThreads() > 1) syncBlasThreads(1);
 #endif
-  parallelFor(n, 1, [&](int64_t b, int64_t e) {
-    const bool outer = serialGemm;
-    serialGemm = true;
+  parallelForCatching(n, 1, [&](int64_t b, int64_t e) {
+    struct Serial {  // restored even when body throws
+      bool outer = serialGemm;
+      Serial() { serialGemm = true; }
+      ~Serial() { serialGemm = outer; }
+    } serial;
     body(b, e);
-    serialGemm = outer;
   });
 }
 
