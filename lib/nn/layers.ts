@@ -4,12 +4,10 @@
  */
 import { DType, getDefaultDtype, resolveDtype } from '../dtype'
 import { argumentError } from '../errors'
-import * as MM from '../ops/matmul'
+import { linear } from '../ops/matmul'
 import { conv2d } from '../ops/conv'
 import { Tensor, zeros } from '../tensor'
 import { kaimingUniform_, uniform_ } from './init'
-// TEMPORARY until the matmul branch is merged
-const linear = (MM as unknown as { linear: (x: Tensor, w: Tensor, b?: Tensor | null) => Tensor }).linear
 import { Module } from './module'
 
 function count(fn: string, name: string, v: unknown, min = 0): number {
