@@ -75,6 +75,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerConv(env, exports);
   registerLinalg(env, exports);
   registerOptim(env, exports);
+  registerLuConv(env, exports);
   return exports;
 }
 

@@ -12,4 +12,5 @@ void registerMatmul(Napi::Env env, Napi::Object exports);       // native/cpu/ma
 void registerConv(Napi::Env env, Napi::Object exports);         // native/cpu/conv.cc
 void registerLinalg(Napi::Env env, Napi::Object exports);       // native/cpu/linalg.cc
 void registerOptim(Napi::Env env, Napi::Object exports);        // native/cpu/optim.cc
+void registerLuConv(Napi::Env env, Napi::Object exports);       // native/cpu/lu_conv.cc
 }  // namespace innflow
