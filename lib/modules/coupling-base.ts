@@ -154,7 +154,7 @@ export abstract class CouplingBlockBase extends InvertibleModule {
     this.channels = shape[0]
     this.ndims = shape.length
 
-    const splitLen = o.splitLen ?? 0.5
+    const splitLen = o.splitLen === undefined ? 0.5 : o.splitLen
     if (typeof splitLen !== 'number' || !Number.isFinite(splitLen)) throw argumentError(fn, 'splitLen', 'a fraction in [0, 1] or an integer channel count', splitLen)
     if (Number.isInteger(splitLen)) {
       if (splitLen < 0 || splitLen > this.channels)
@@ -166,10 +166,10 @@ export abstract class CouplingBlockBase extends InvertibleModule {
     }
     this.splitLen2 = this.channels - this.splitLen1
 
-    const clamp = o.clamp ?? 2.0
+    const clamp = o.clamp === undefined ? 2.0 : o.clamp
     if (typeof clamp !== 'number' || !Number.isFinite(clamp)) throw argumentError(fn, 'clamp', 'a finite number', clamp)
     this.clamp = clamp
-    this.softClamp = clampFunction(fn, clamp, o.clampActivation ?? 'ATAN')
+    this.softClamp = clampFunction(fn, clamp, o.clampActivation === undefined ? 'ATAN' : o.clampActivation)
 
     const rest = shape.slice(1)
     this.dimsC.forEach((d) => {

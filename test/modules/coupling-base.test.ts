@@ -49,8 +49,8 @@ class Recorder extends TwoSidedCouplingBlock {
 
 describe('split lengths', () => {
   test("roundHalfEven is Python's round()", () => {
-    const cases: [number, number][] = [[0, 0], [0.5, 0], [1.5, 2], [2.5, 2], [3.5, 4], [0.49, 0], [0.51, 1], [2.4999, 2], [7, 7], [3.4999999999999996, 3], [-0.5, -0], [-1.5, -2]]
-    for (const [v, r] of cases) expect(roundHalfEven(v)).toBe(r)
+    const cases: [number, number][] = [[0, 0], [0.5, 0], [1.5, 2], [2.5, 2], [3.5, 4], [0.49, 0], [0.51, 1], [2.4999, 2], [7, 7], [3.4999999999999996, 3], [14.5, 14], [-0.5, 0], [-1.5, -2]]
+    for (const [v, r] of cases) expect(roundHalfEven(v) === r).toBe(true)
   })
 
   test.each([
@@ -63,7 +63,9 @@ describe('split lengths', () => {
   test('fractional splitLen rounds C·splitLen half to even, with the float product Python sees', () => {
     expect(new Probe([[5]], { splitLen: 0.3 }).splitLen1).toBe(2) // 1.5 → 2
     expect(new Probe([[5]], { splitLen: 0.1 }).splitLen1).toBe(0) // 0.5 → 0
-    expect(new Probe([[5]], { splitLen: 0.7 }).splitLen1).toBe(3) // 0.7·5 = 3.4999999999999996 → 3
+    expect(new Probe([[5]], { splitLen: 0.7 }).splitLen1).toBe(4) // 3.5 → 4
+    expect(new Probe([[25]], { splitLen: 0.58 }).splitLen1).toBe(14) // 25·0.58 = 14.499999999999998 in floats → 14
+    expect(new Probe([[25]], { splitLen: 0.14 }).splitLen1).toBe(4) // 3.5000000000000004 → 4
     expect(new Probe([[5]], { splitLen: 0.9 }).splitLen1).toBe(4) // 4.5 → 4
     expect(new Probe([[4, 3, 3]], { splitLen: 0.25 }).splitLen1).toBe(1)
     expect(new Probe([[4]], { splitLen: 0 }).splitLen1).toBe(0)
