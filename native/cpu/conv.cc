@@ -26,7 +26,6 @@
 namespace innflow {
 
 // matmul.cc: parallelFor whose body's GEMMs each run on their calling thread (not yet listed in kernels.h).
-void gemmParallelLoop(int64_t n, const std::function<void(int64_t, int64_t)>& body);
 
 namespace {
 
