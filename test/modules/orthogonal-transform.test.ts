@@ -1,4 +1,4 @@
-import { getDefaultDtype, manualSeed, modules, noGrad, setDefaultDtype, tensor, Tensor, tidy } from '../../lib'
+import { getDefaultDtype, manualSeed, modules, noGrad, optim, randn, SequenceINN, setDefaultDtype, tensor, Tensor, tidy } from '../../lib'
 import { expectClose, expectCode, randomValues } from '../helpers'
 import { checkInvertibleModule } from './module-check'
 
@@ -152,6 +152,45 @@ describe('OrthogonalTransform', () => {
       expectClose(m.weights, gramSchmidtRows(W, D), 1e-12)
       // gradients were still delivered
       expect(m.weights.grad).not.toBeNull()
+    })
+  })
+
+  test('FrEIA test_orthogonal_layer: a SequenceINN of OrthogonalTransform and HouseholderPerm learns by SGD', () => {
+    tidy(() => {
+      manualSeed(12)
+      const D = 12
+      const inn = new SequenceINN(D)
+      inn.append(OrthogonalTransform, { correctionInterval: 10 })
+      inn.append(modules.HouseholderPerm, { nReflections: 6 })
+      const ortho = inn.at(0) as Ortho
+      const opt = new optim.SGD(inn.parameters(), { lr: 0.05 })
+      // learn to map x to a fixed rotation of x (reachable: both layers are orthogonal)
+      const target = tensor(gramSchmidtRows(randomValues(D * D, 31), D), [D, D], { dtype: 'float64' })
+      let corrections = 0
+      let first = 0
+      let last = 0
+      for (let step = 0; step < 150; step++)
+        tidy(() => {
+          const before = ortho.backCounter
+          const x = randn([64, D], { dtype: 'float64' })
+          const [z] = inn.forward(x)
+          const loss = (z as Tensor).sub(x.matmul(target)).square().mean()
+          if (step === 0) first = loss.item()
+          last = loss.item()
+          opt.zeroGrad()
+          loss.backward()
+          opt.step()
+          if (ortho.backCounter < before) corrections++
+        })
+      expect(corrections).toBeGreaterThanOrEqual(10)
+      expect(last).toBeLessThan(0.5 * first)
+      // right after a correction the chain is exactly invertible again
+      ortho.orthogonalize()
+      const x = randn([4, D], { dtype: 'float64' })
+      const [z, ld] = inn.forward(x)
+      const [xr, ldr] = inn.forward(z as Tensor, { rev: true })
+      expectClose(xr as Tensor, x.toArray(), 1e-12)
+      expectClose(ldr, ld.neg().toArray(), 1e-12)
     })
   })
 
