@@ -123,7 +123,8 @@ export class GaussianMixtureModel extends InvertibleModule {
     const sel = c.length === 4 ? c[3] : null
     const B = input.shape[0]
     const D = this.xDims
-    const [K, , M] = [this.dimsC[0][0], D, this.dimsC[2][1]]
+    const K = this.dimsC[0][0]
+    const M = this.dimsC[2][1]
     const expect = (t: Tensor, shape: number[], what: string): void => {
       if (t.shape.join() !== shape.join()) throw new InnflowError('ERR_SHAPE', `${name}: expected ${what} of shape ${shapeText(shape)}, got ${shapeText(t.shape)}`)
     }
