@@ -1,5 +1,5 @@
 import {
-  Dims, getDefaultDtype, InvertibleModule, InvertibleModuleOptions, manualSeed, ModuleOutput, modules, rand, setDefaultDtype, tensor, Tensor, tidy,
+  ConditionNode, Dims, getDefaultDtype, GraphINN, InputNode, InvertibleModule, Node, OutputNode, InvertibleModuleOptions, manualSeed, ModuleOutput, modules, rand, setDefaultDtype, tensor, Tensor, tidy,
 } from '../../lib'
 import { expectClose, expectCode, gradCheck, input, randomValues } from '../helpers'
 import { checkInvertibleModule } from './module-check'
@@ -189,6 +189,31 @@ describe('GaussianMixtureModel', () => {
     checkInvertibleModule(() => new FixedSelection([[4]], { dimsC: dimsC(3, 4), select: () => 12345 }), {
       inputs: [[3, 4]],
       conditions: dimsC(3, 4).map((s) => [3, ...s]),
+    })
+  })
+
+  test('in a GraphINN with the parameters and the component index as condition nodes (FrEIA test_gaussian_mixture)', () => {
+    tidy(() => {
+      const [B, K, D] = [3, 4, 3]
+      const p = params(B, K, D, 12)
+      const x = new InputNode(D, { name: 'x' })
+      const w = new ConditionNode(K, { name: 'w' })
+      const mu = new ConditionNode(K, D, { name: 'mu' })
+      const U = new ConditionNode(K, p.M, { name: 'U' })
+      const i = new ConditionNode(1, { name: 'i' })
+      const gmm = new Node(x, GMM, {}, { conditions: [w, mu, U, i], name: 'gmm' })
+      const inn = new GraphINN([x, w, mu, U, i, gmm, new OutputNode(gmm, { name: 'z' })])
+      const idx = tensor([3, 0, 2], [B, 1], { dtype: 'float64' })
+      const c = [...conds(p), idx]
+      const xv = randomValues(B * D, 13)
+      const [z, ld] = inn.forward(tensor(xv, [B, D], { dtype: 'float64' }), { c })
+      const direct = new GMM([[D]], { dimsC: dimsC(K, D) })
+      const [[zd], ldd] = direct.forward([tensor(xv, [B, D], { dtype: 'float64' })], c)
+      expectClose(z as Tensor, zd.toArray(), 1e-15)
+      expectClose(ld, (ldd as Tensor).toArray(), 1e-15)
+      const [xr, ldr] = inn.forward(z as Tensor, { c, rev: true })
+      expectClose(xr as Tensor, xv, 1e-13)
+      expectClose(ldr, (ldd as Tensor).neg().toArray(), 1e-14)
     })
   })
 
