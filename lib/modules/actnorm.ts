@@ -112,6 +112,8 @@ export class ActNorm extends InvertibleModule {
     if (c && c.length > 0) throw new InnflowError('ERR_ARGUMENT', 'ActNorm is unconditional (got conditions)')
     this.checkInputs(x)
     const h = x[0]
+    if (h.dtype !== this.loc.dtype)
+      throw new InnflowError('ERR_DTYPE', `ActNorm: the input is ${h.dtype} but the parameters are ${this.loc.dtype}; convert one (x.to({ dtype }) or module.to({ dtype }))`)
     if (!this.isInitialized) this.initialize(h)
     const logDet = this.logScale.sum().mul(rev ? this.nPix : -this.nPix).expand([h.shape[0]])
     const out = rev ? h.mul(this.logScale.exp()).add(this.loc) : h.sub(this.loc).div(this.logScale.exp())

@@ -182,6 +182,7 @@ describe('ActNorm: errors', () => {
       const m = new ActNorm([[3]])
       expectCode(() => m.forward([tensor(randomValues(6, 1), [2, 3])], [tensor(randomValues(2, 1), [2, 1])]), 'ERR_ARGUMENT')
       expectCode(() => m.forward([tensor(randomValues(8, 1), [2, 4])]), 'ERR_SHAPE')
+      expectCode(() => m.forward([tensor(randomValues(6, 1), [2, 3], { dtype: 'float64' })]), 'ERR_DTYPE')
       expect(m.isInitialized).toBe(false)
     })
   })
