@@ -62,7 +62,7 @@ export class GraphINN extends InvertibleModule {
     const forwardDeps = (n: AbstractNode) => [...n.inputs, ...n.conditions].map((c) => c.node)
     // reverse: a node waits for the consumers of its outputs, and for whoever recreates its conditions
     const reverseDeps = (n: AbstractNode) => [
-      ...n.outputs.map((c) => (c as Connection).node),
+      ...n.outputs.filter((c): c is Connection => c !== null).map((c) => c.node),
       ...n.conditions.map((c) => c.node.outputs[c.index]?.node).filter((m): m is AbstractNode => m !== undefined),
     ]
     const fwd = topologicalOrder(nodes, forwardDeps, index, 'forward')

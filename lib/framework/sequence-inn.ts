@@ -3,7 +3,7 @@
  * output; log-dets are summed. State-dict keys are FrEIA's: `module_list.<k>.<param>`.
  */
 import { argumentError, InnflowError } from '../errors'
-import { ModuleList } from '../nn/container'
+import { ModuleList } from '../nn/module-list'
 import { Dims, dimsString, InvertibleModule, InvertibleModuleClass, ModuleOutput, sameDims } from '../modules/base'
 import { checkTensor, Tensor, zeros } from '../tensor'
 import { addLogDet, ForwardOptions, isInvertibleModule, parseForwardArgs } from './common'

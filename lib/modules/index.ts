@@ -38,3 +38,6 @@ export { InvAutoConv2D } from './inv-auto-conv2d'
 export { OrthogonalTransform } from './orthogonal-transform'
 export { HouseholderPerm } from './householder-perm'
 export { GaussianMixtureModel } from './gaussian-mixture-model'
+/** FrEIA's deprecated aliases. */
+export { SplitChannel, Split1D } from './split'
+export { ConcatChannel, Concat1d } from './concat'

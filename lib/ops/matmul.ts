@@ -1,7 +1,124 @@
-/** PLACEHOLDER (owner: matmul family): matmul, linear, GEMM backend switch. */
-import { InnflowError } from '../errors'
-import { Tensor } from '../tensor'
+/**
+ * Matrix products (native/cpu/matmul.cc): `matmul` with torch.matmul's semantics, `linear` (x·Wᵀ + b, the
+ * layer every subnet is made of), and the choice of GEMM backend (OpenBLAS or the built-in kernel).
+ */
+import { bindingFor, NativeTensor } from '../binding'
+import { argumentError, InnflowError } from '../errors'
+import { record, isGradEnabled } from '../autograd/tape'
+import { checkTensor, fromHandle, Tensor } from '../tensor'
 
+/** The GEMM implementations a build may contain: OpenBLAS (when found at build time) and the built-in kernel. */
+export type GemmBackend = 'builtin' | 'openblas'
+
+interface MatmulBinding {
+  matmul(a: NativeTensor, b: NativeTensor): NativeTensor
+  matmulBackward(g: NativeTensor, a: NativeTensor, b: NativeTensor, needA: boolean, needB: boolean): [NativeTensor | null, NativeTensor | null]
+  linear(x: NativeTensor, weight: NativeTensor, bias: NativeTensor | null): NativeTensor
+  linearBackward(
+    g: NativeTensor,
+    x: NativeTensor,
+    weight: NativeTensor,
+    needX: boolean,
+    needW: boolean,
+    needBias: boolean,
+  ): [NativeTensor | null, NativeTensor | null, NativeTensor | null]
+  setGemmBackend(name: string): void
+  getGemmBackend(): GemmBackend
+}
+const N = bindingFor<MatmulBinding>()
+
+const fmt = (s: readonly number[]): string => `[${s.join(', ')}]`
+const wrap = (h: NativeTensor | null): Tensor | null => (h ? fromHandle(h) : null)
+
+function sameDtype(fn: string, what: string, a: Tensor, b: Tensor): void {
+  if (a.dtype !== b.dtype) throw new InnflowError('ERR_DTYPE', `${fn}: ${what} have different dtypes (${a.dtype} and ${b.dtype}); convert one with .to({ dtype })`)
+}
+
+/** The broadcast of two batch shapes, or null when they do not broadcast. */
+function broadcastBatch(a: readonly number[], b: readonly number[]): number[] | null {
+  const n = Math.max(a.length, b.length)
+  const out: number[] = []
+  for (let i = 0; i < n; i++) {
+    const da = a[i - (n - a.length)] ?? 1
+    const db = b[i - (n - b.length)] ?? 1
+    if (da !== db && da !== 1 && db !== 1) return null
+    out.push(da === 1 ? db : da)
+  }
+  return out
+}
+
+/**
+ * The matrix product with torch.matmul's rules: 1-D·1-D is a dot product (a 0-d tensor), a 1-D first operand
+ * is a row vector and a 1-D second operand a column vector (the added dimension is removed from the result),
+ * and the batch dimensions before the last two broadcast against each other.
+ * @example matmul(randn([8, 3, 4]), randn([4, 5])) // shape [8, 3, 5]
+ */
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  throw new InnflowError('ERR_NATIVE', 'matmul is not implemented yet')
+  checkTensor('matmul', 'a', a)
+  checkTensor('matmul', 'b', b)
+  sameDtype('matmul', 'a and b', a, b)
+  if (a.ndim === 0 || b.ndim === 0)
+    throw new InnflowError('ERR_SHAPE', `matmul: both operands need at least one dimension, got a ${fmt(a.shape)} and b ${fmt(b.shape)}; use mul() for scalars`)
+  const k = a.shape[a.ndim - 1]
+  const kb = b.ndim === 1 ? b.shape[0] : b.shape[b.ndim - 2]
+  if (k !== kb)
+    throw new InnflowError('ERR_SHAPE', `matmul: a ${fmt(a.shape)} has ${k} columns but b ${fmt(b.shape)} has ${kb} rows`)
+  const aBatch = a.shape.slice(0, Math.max(a.ndim - 2, 0))
+  const bBatch = b.shape.slice(0, Math.max(b.ndim - 2, 0))
+  if (!broadcastBatch(aBatch, bBatch))
+    throw new InnflowError('ERR_SHAPE', `matmul: the batch dimensions of a ${fmt(a.shape)} and b ${fmt(b.shape)} do not broadcast (${fmt(aBatch)} and ${fmt(bBatch)})`)
+  const y = fromHandle(N.matmul(a.handle, b.handle))
+  if (isGradEnabled())
+    record('matmul', [a, b], [y], (gs) => {
+      const g = gs[0] as Tensor
+      const [ga, gb] = N.matmulBackward(g.handle, a.handle, b.handle, a.requiresGrad, b.requiresGrad)
+      return [wrap(ga), wrap(gb)]
+    })
+  return y
+}
+
+/**
+ * x·weightᵀ + bias, as torch.nn.functional.linear: x (..., in), weight (out, in), bias (out) → (..., out).
+ * One GEMM with the bias added in place (no transposed copies); the backward is two GEMMs and a column sum.
+ */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  checkTensor('linear', 'x', x)
+  checkTensor('linear', 'weight', weight)
+  if (bias !== undefined && bias !== null) checkTensor('linear', 'bias', bias)
+  const b = bias ?? null
+  sameDtype('linear', 'x and weight', x, weight)
+  if (b) sameDtype('linear', 'x and bias', x, b)
+  if (weight.ndim !== 2) throw new InnflowError('ERR_SHAPE', `linear: weight must be 2-D (out, in), got shape ${fmt(weight.shape)}`)
+  if (x.ndim === 0) throw new InnflowError('ERR_SHAPE', `linear: x must have at least one dimension (..., in), got shape ${fmt(x.shape)}`)
+  const [out, inFeatures] = weight.shape
+  const features = x.shape[x.ndim - 1]
+  if (features !== inFeatures)
+    throw new InnflowError('ERR_SHAPE', `linear: x ${fmt(x.shape)} has ${features} features but weight ${fmt(weight.shape)} expects ${inFeatures}`)
+  if (b && (b.ndim !== 1 || b.shape[0] !== out))
+    throw new InnflowError('ERR_SHAPE', `linear: bias ${fmt(b.shape)} does not match weight ${fmt(weight.shape)} (expected [${out}])`)
+  const y = fromHandle(N.linear(x.handle, weight.handle, b ? b.handle : null))
+  if (isGradEnabled()) {
+    const inputs = b ? [x, weight, b] : [x, weight]
+    record('linear', inputs, [y], (gs) => {
+      const g = gs[0] as Tensor
+      const [gx, gw, gb] = N.linearBackward(g.handle, x.handle, weight.handle, x.requiresGrad, weight.requiresGrad, b !== null && b.requiresGrad)
+      return b ? [wrap(gx), wrap(gw), wrap(gb)] : [wrap(gx), wrap(gw)]
+    })
+  }
+  return y
+}
+
+/**
+ * Chooses the CPU GEMM: 'openblas' (the default when the addon was built with OpenBLAS) or 'builtin' (the
+ * addon's own cache-blocked kernel; also chosen by INNFLOW_GEMM=builtin at load time). Throws ERR_ARGUMENT for
+ * 'openblas' in a build without it.
+ */
+export function setGemmBackend(name: GemmBackend): void {
+  if (name !== 'builtin' && name !== 'openblas') throw argumentError('setGemmBackend', 'name', "'builtin' or 'openblas'", name)
+  N.setGemmBackend(name)
+}
+
+/** The CPU GEMM in use: 'openblas' or 'builtin'. */
+export function getGemmBackend(): GemmBackend {
+  return N.getGemmBackend()
 }

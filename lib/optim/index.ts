@@ -1,2 +1,7 @@
-/** PLACEHOLDER (owner: optim): Adam, SGD, clipGradNorm. */
-export {}
+/** Optimisers (Adam, SGD) with native multi-tensor updates, and gradient clipping. */
+export { Optimizer } from './optimizer'
+export { Adam } from './adam'
+export type { AdamOptions } from './adam'
+export { SGD } from './sgd'
+export type { SGDOptions } from './sgd'
+export { clipGradNorm } from './clip'

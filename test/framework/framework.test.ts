@@ -67,7 +67,7 @@ describe('GraphINN', () => {
     tidy(() => {
       manualSeed(2)
       const { nodes } = build()
-      const inn = new GraphINN(nodes)
+      const inn = new GraphINN(nodes).to({ dtype: 'float64' })
       expect(inn.dimsIn).toEqual([[4], [3]])
       expect(inn.dimsC).toEqual([[1]])
       expect(Object.keys(inn.stateDict())).toEqual(['scale.random_factor'])

@@ -1,0 +1,134 @@
+/**
+ * npm run bench -- [--device cpu|cuda] [--workloads a,b] [--steps N] [--threads N] [--precision highest|high|medium] [--json FILE]
+ *
+ * Times the training step (forward with log-det, loss = mean(0.5·|z|² − logJacDet) / dims, backward, one Adam
+ * step at lr 1e-4), the forward and the reverse pass of each workload of shared/bench/WORKLOADS.md, and prints
+ * one table with the PyTorch + FrEIA reference figures (bench/reference.json) and the ratio reference / innflow
+ * (> 1: innflow is faster). Warm-up 5 steps, then the median of N (default 30) timed steps.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { cuda, GraphINN, manualSeed, memory, noGrad, optim, SequenceINN, setNumThreads, Tensor, tidy } from '../lib'
+import { Workload, workloads } from './workloads'
+
+interface Row {
+  workload: string
+  device: string
+  precision: string
+  batch: number
+  params: number
+  trainStepMs: number
+  samplesPerSec: number
+  forwardMs: number
+  reverseMs: number
+  peakMemMiB: number
+  referenceMs: number | null
+  ratio: number | null
+}
+
+function parseArgs(argv: string[]) {
+  const get = (name: string): string | undefined => {
+    const i = argv.indexOf(`--${name}`)
+    return i >= 0 ? argv[i + 1] : undefined
+  }
+  const device = get('device') ?? 'cpu'
+  if (device !== 'cpu' && device !== 'cuda') throw new Error(`--device must be cpu or cuda, got ${device}`)
+  const precision = get('precision') ?? 'highest'
+  if (!['highest', 'high', 'medium'].includes(precision)) throw new Error(`--precision must be highest, high or medium`)
+  const steps = Number(get('steps') ?? 30)
+  const threads = get('threads') === undefined ? undefined : Number(get('threads'))
+  const names = get('workloads')?.split(',')
+  return { device, precision, steps, threads, names, json: get('json') }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+function timeIt(fn: () => void, repeats: number): number {
+  const times: number[] = []
+  for (let i = 0; i < repeats; i++) {
+    const t0 = process.hrtime.bigint()
+    fn()
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6)
+  }
+  return median(times)
+}
+
+function runWorkload(w: Workload, device: string, precision: string, steps: number, reference: Record<string, unknown>): Row {
+  manualSeed(0)
+  const inn: SequenceINN | GraphINN = w.build()
+  const params = inn.parameters()
+  const nParams = params.reduce((n, p) => n + p.size, 0)
+  if (w.params !== null && nParams !== w.params) throw new Error(`${w.name}: ${nParams} parameters, WORKLOADS.md says ${w.params}`)
+  const opt = new optim.Adam(params, { lr: 1e-4 })
+  const batchData = w.input()
+  const forward = (x: Tensor, rev = false): [Tensor, Tensor] => {
+    const [z, ljd] = inn instanceof GraphINN ? inn.forward(x, { c: batchData.c, rev }) : inn.forward(x, { c: batchData.c, rev })
+    return [z as Tensor, ljd]
+  }
+  let peak = 0
+  const step = () =>
+    tidy(() => {
+      const [z, ljd] = forward(batchData.x)
+      const loss = z.square().flatten(1).sum(1).mul(0.5).sub(ljd).mean().div(w.dims)
+      opt.zeroGrad()
+      loss.backward()
+      opt.step()
+      peak = Math.max(peak, memory().bytes)
+      loss.item() // the step is complete when the loss is read
+    })
+  for (let i = 0; i < 5; i++) step()
+  const trainStepMs = timeIt(step, steps)
+  const z = tidy(() => noGrad(() => forward(batchData.x)[0]))
+  const forwardMs = timeIt(() => tidy(() => noGrad(() => void forward(batchData.x)[1].item())), Math.max(5, Math.floor(steps / 2)))
+  const reverseMs = timeIt(() => tidy(() => noGrad(() => void forward(z, true)[1].item())), Math.max(5, Math.floor(steps / 2)))
+  z.dispose()
+  const refTable = ((reference as { cpu: { train_step_ms: Record<string, number> }; gpu: { train_step_ms: Record<string, Record<string, number | null>> } }))
+  const referenceMs = device === 'cpu' ? refTable.cpu.train_step_ms[w.name] ?? null : refTable.gpu.train_step_ms[w.name]?.eager ?? null
+  for (const p of params) {
+    p.grad?.dispose()
+    p.dispose()
+  }
+  for (const b of inn.buffers()) b.dispose()
+  batchData.x.dispose()
+  batchData.c.forEach((c) => c.dispose())
+  return {
+    workload: w.name,
+    device,
+    precision,
+    batch: w.batch,
+    params: nParams,
+    trainStepMs,
+    samplesPerSec: (w.batch * 1000) / trainStepMs,
+    forwardMs,
+    reverseMs,
+    peakMemMiB: peak / 2 ** 20,
+    referenceMs,
+    ratio: referenceMs === null ? null : referenceMs / trainStepMs,
+  }
+}
+
+function main(): void {
+  const args = parseArgs(process.argv.slice(2))
+  if (args.device === 'cuda' && !cuda.isAvailable()) throw new Error(`--device cuda: ${cuda.unavailableReason()}`)
+  if (args.threads !== undefined) setNumThreads(args.threads)
+  const reference = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'bench', 'reference.json'), 'utf8')) as Record<string, unknown>
+  const selected = args.names ? workloads.filter((w) => args.names!.includes(w.name)) : workloads.filter((w) => w.name !== 'tabular64x64-b4096' || args.device === 'cuda')
+  if (args.names && selected.length !== args.names.length) throw new Error(`unknown workload in ${args.names.join(',')}; known: ${workloads.map((w) => w.name).join(', ')}`)
+  const rows: Row[] = []
+  const header = ['workload', 'batch', 'params', 'train ms', 'samples/s', 'fwd ms', 'rev ms', 'peak MiB', 'ref ms', 'ratio']
+  console.log(header.join('\t'))
+  for (const w of selected) {
+    const r = runWorkload(w, args.device, args.precision, args.steps, reference)
+    rows.push(r)
+    console.log(
+      [r.workload, r.batch, r.params, r.trainStepMs.toFixed(2), r.samplesPerSec.toFixed(0), r.forwardMs.toFixed(2), r.reverseMs.toFixed(2), r.peakMemMiB.toFixed(1), r.referenceMs ?? '-', r.ratio?.toFixed(2) ?? '-'].join('\t'),
+    )
+  }
+  const out = { device: args.device, rows }
+  if (args.json) fs.writeFileSync(args.json, JSON.stringify(out, null, 2))
+}
+
+main()
