@@ -116,10 +116,11 @@ export class BinnedSplineBase extends InvertibleModule {
   /**
    * @param allowedKeys the option names the concrete class accepts (others are refused, as FrEIA refuses
    *   unexpected keyword arguments)
+   * @param owner the class named in error messages (a coupling spline builds its `spline_base` with its own name)
    */
-  constructor(dimsIn: Dims[], opts: BinnedSplineBaseOptions = {}, allowedKeys: readonly string[] = BINNED_SPLINE_BASE_KEYS) {
+  constructor(dimsIn: Dims[], opts: BinnedSplineBaseOptions = {}, allowedKeys: readonly string[] = BINNED_SPLINE_BASE_KEYS, owner?: string) {
     super(dimsIn, opts)
-    const fn = new.target.name
+    const fn = owner ?? new.target.name
     const o = opts ?? {}
     checkSplineOptionKeys(fn, o, allowedKeys)
     const bins = o.bins ?? 10
@@ -375,7 +376,7 @@ export abstract class BinnedSpline extends InvertibleModule {
 
     const baseOpts: BinnedSplineBaseOptions = { dimsC: this.dimsC }
     for (const k of BINNED_SPLINE_BASE_KEYS) if (o[k] !== undefined) (baseOpts as Record<string, unknown>)[k] = o[k]
-    this.splineBase = this.registerModule('spline_base', new BinnedSplineBase(this.dimsIn, baseOpts))
+    this.splineBase = this.registerModule('spline_base', new BinnedSplineBase(this.dimsIn, baseOpts, BINNED_SPLINE_BASE_KEYS, fn))
     const p = this.splineBase.numParameters
     const ctor = o.subnetConstructor
     if (typeof ctor !== 'function') throw argumentError(fn, 'subnetConstructor', 'a function (cIn, cOut) => nn.Module', ctor)

@@ -1,4 +1,4 @@
-import { InnflowError, manualSeed, modules, nn, noGrad, setDefaultDtype, tensor, Tensor, tidy } from '../../lib'
+import { InnflowError, manualSeed, modules, nn, noGrad, SequenceINN, setDefaultDtype, tensor, Tensor, tidy } from '../../lib'
 import { rationalQuadratic } from '../../lib/modules/spline-math'
 import { expectCode, randomValues } from '../helpers'
 import { checkInvertibleModule } from './module-check'
@@ -351,6 +351,25 @@ describe('RationalQuadraticSpline: structure and defaults', () => {
     }
   })
 
+  test('in a SequenceINN with a condition, next to the other splines', () => {
+    tidy(() => {
+      manualSeed(4)
+      const inn = new SequenceINN(4)
+      inn.append(RationalQuadraticSpline, { subnetConstructor: mlp(), bins: 5, cond: 0, condShape: [2] })
+      inn.append(modules.LinearSpline, { subnetConstructor: mlp(), bins: 3, identityTails: true })
+      inn.append(modules.ElementwiseRationalQuadraticSpline, { bins: 4 })
+      expect(Object.keys(inn.stateDict())).toContain('module_list.0.spline_base.default_domain')
+      expect(Object.keys(inn.stateDict())).toContain('module_list.2.spline_parameters')
+      const x = tensor(randomValues(20, 1, -5, 5), [5, 4], { dtype: 'float64' })
+      const c = [tensor(randomValues(10, 2), [5, 2], { dtype: 'float64' })]
+      const [z, j] = noGrad(() => inn.forward(x, { c }))
+      const [back, jr] = noGrad(() => inn.forward(z as Tensor, { c, rev: true }))
+      expect(maxAbsDiff((back as Tensor).toArray(), x.toArray())).toBeLessThan(1e-10)
+      expect(maxAbsDiff(jr.toArray(), j.neg().toArray())).toBeLessThan(1e-10)
+      expect(maxAbsDiff(j.toArray(), [0, 0, 0, 0, 0])).toBeGreaterThan(1e-3)
+    })
+  })
+
   test('float32 agrees with float64 (1e-5 relative)', () => {
     manualSeed(9)
     const m64 = new RationalQuadraticSpline([[4]], { subnetConstructor: mlp(), bins: 5 })
@@ -424,7 +443,7 @@ describe('RationalQuadraticSpline: errors', () => {
       throw new Error('no error')
     } catch (e) {
       expect(e).toBeInstanceOf(InnflowError)
-      expect((e as Error).message).toMatch(/70 bins of size 0\.1 are too large for domain -3 to 3/)
+      expect((e as Error).message).toMatch(/^RationalQuadraticSpline: 70 bins of size 0\.1 are too large for domain -3 to 3/)
     }
   })
   test('shapes: conditions, inputs and subnet outputs are ERR_SHAPE', () => {
