@@ -12,6 +12,8 @@ export {
 } from './tensor'
 export type { TensorLike, TensorOptions } from './tensor'
 export { tidy, keep, memory, emptyCache } from './scope'
+export { setGemmBackend, getGemmBackend } from './ops/matmul'
+export type { GemmBackend } from './ops/matmul'
 export type { MemoryInfo } from './scope'
 export { noGrad, isGradEnabled, grad } from './autograd/tape'
 export * as ops from './ops'
