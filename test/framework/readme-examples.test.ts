@@ -9,11 +9,11 @@ import {
 } from '../../lib'
 import type { AbstractNode } from '../../lib/framework/nodes'
 import { relErr } from '../helpers'
+import { freiaParameterCount as countParams } from '../../bench/workloads'
 
 const subnetFc = (width: number) => (cIn: number, cOut: number) => new nn.Sequential(new nn.Linear(cIn, width), new nn.ReLU(), new nn.Linear(width, cOut))
 const subnetConv = (width: number, k: number) => (cIn: number, cOut: number) =>
   new nn.Sequential(new nn.Conv2d(cIn, width, k, { padding: Math.floor(k / 2) }), new nn.ReLU(), new nn.Conv2d(width, cOut, k, { padding: Math.floor(k / 2) }))
-const countParams = (m: nn.Module) => m.parameters().reduce((n, p) => n + p.size, 0)
 
 test('moons: SequenceINN of 8 AllInOneBlocks trains and samples (README quick start)', () => {
   manualSeed(0)
