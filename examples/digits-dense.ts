@@ -70,6 +70,11 @@ export function trainDigitsDense(steps = 4000, seed = 0, log: (s: string) => voi
   )
   train.dispose()
   test.dispose()
+  opt.dispose()
+  for (const t of [...flow.parameters(), ...flow.buffers()]) {
+    t.grad?.dispose()
+    t.dispose()
+  }
   return { bitsPerDim, seconds }
 }
 
