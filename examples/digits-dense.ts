@@ -21,9 +21,10 @@ export interface DigitsResult {
 /** Trains the recipe and returns the test bits/dim. */
 export function trainDigitsDense(steps = 4000, seed = 0, log: (s: string) => void = console.log): DigitsResult {
   manualSeed(seed)
-  const { images } = data.digits()
+  const { images, labels } = data.digits()
   const all = Array.from(images.toArray())
   images.dispose()
+  labels.dispose()
   const rows = (keepRow: (i: number) => boolean) => {
     const out: number[] = []
     for (let i = 0; i < all.length / 64; i++) if (keepRow(i)) out.push(...all.slice(i * 64, i * 64 + 64))
