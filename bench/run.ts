@@ -82,8 +82,8 @@ function runWorkload(w: Workload, device: string, precision: string, steps: numb
   for (let i = 0; i < 5; i++) step()
   const trainStepMs = timeIt(step, steps)
   const z = tidy(() => noGrad(() => forward(batchData.x)[0]))
-  const forwardMs = timeIt(() => tidy(() => noGrad(() => void forward(batchData.x)[1].item())), Math.max(5, Math.floor(steps / 2)))
-  const reverseMs = timeIt(() => tidy(() => noGrad(() => void forward(z, true)[1].item())), Math.max(5, Math.floor(steps / 2)))
+  const forwardMs = timeIt(() => tidy(() => noGrad(() => void forward(batchData.x)[1].sum().item())), Math.max(5, Math.floor(steps / 2)))
+  const reverseMs = timeIt(() => tidy(() => noGrad(() => void forward(z, true)[1].sum().item())), Math.max(5, Math.floor(steps / 2)))
   z.dispose()
   const refTable = ((reference as { cpu: { train_step_ms: Record<string, number> }; gpu: { train_step_ms: Record<string, Record<string, number | null>> } }))
   const referenceMs = device === 'cpu' ? refTable.cpu.train_step_ms[w.name] ?? null : refTable.gpu.train_step_ms[w.name]?.eager ?? null

@@ -24,7 +24,7 @@ import type { LoadStateDictOptions, LoadStateDictResult, StateDict } from '../nn
 import { getDefaultDtype } from '../dtype'
 import { checkTensor, Tensor, zeros } from '../tensor'
 import { tidy } from '../scope'
-import { Dims, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims } from './base'
+import { checkOptionKeys, Dims, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims } from './base'
 
 /** Options of {@link ActNorm}. */
 export interface ActNormOptions extends InvertibleModuleOptions {
@@ -53,8 +53,7 @@ export class ActNorm extends InvertibleModule {
 
   constructor(dimsIn: Dims[], opts: ActNormOptions = {}) {
     super(dimsIn, opts)
-    for (const key of Object.keys(opts))
-      if (!OPTION_NAMES.includes(key)) throw new InnflowError('ERR_ARGUMENT', `ActNorm: unknown option '${key}' (options are ${OPTION_NAMES.join(', ')})`)
+    checkOptionKeys('ActNorm', opts, OPTION_NAMES)
     if (this.dimsIn.length !== 1) throw new InnflowError('ERR_ARGUMENT', `ActNorm: expected exactly one input, got ${this.dimsIn.length}`)
     if (this.dimsC.length > 0) throw new InnflowError('ERR_ARGUMENT', 'ActNorm is unconditional (dimsC must be empty)')
     const dims = this.dimsIn[0]

@@ -33,10 +33,8 @@ import * as ops from '../ops'
 import { getDefaultDtype } from '../dtype'
 import { eye, full, randn, randperm, tensor, Tensor, zeros } from '../tensor'
 import { tidy } from '../scope'
-import { Dims, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims } from './base'
+import { checkOptionKeys, SubnetConstructor, Dims, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims } from './base'
 
-/** A subnet factory as FrEIA's docs use them: called once as `f(channelsIn, channelsOut)`, returns a module `x => y`. */
-export type SubnetConstructor = (channelsIn: number, channelsOut: number) => Module
 
 /** The activation Ψ of the global affine scale. */
 export type GlobalAffineType = 'SOFTPLUS' | 'SIGMOID' | 'EXP'
@@ -143,9 +141,7 @@ export class AllInOneBlock extends InvertibleModule {
 
   constructor(dimsIn: Dims[], opts: AllInOneBlockOptions = {}) {
     super(dimsIn, opts)
-    for (const key of Object.keys(opts))
-      if (!OPTION_NAMES.includes(key))
-        throw new InnflowError('ERR_ARGUMENT', `AllInOneBlock: unknown option '${key}' (options are ${OPTION_NAMES.join(', ')})`)
+    checkOptionKeys('AllInOneBlock', opts, OPTION_NAMES)
     if (this.dimsIn.length !== 1) throw new InnflowError('ERR_ARGUMENT', `AllInOneBlock: expected exactly one input, got ${this.dimsIn.length}`)
     const dims = this.dimsIn[0]
     const channels = dims[0]

@@ -30,6 +30,27 @@ export function checkDimsList(fn: string, name: string, dims: unknown): number[]
   })
 }
 
+/**
+ * Throws ERR_ARGUMENT for an option the module does not know (FrEIA refuses unexpected keyword arguments too),
+ * with a hint when FrEIA's snake_case spelling was used. `dimsC` is always accepted; keys whose value is
+ * undefined are ignored. Returns the options (an empty object for undefined).
+ */
+export function checkOptionKeys<O extends object>(fn: string, opts: O | undefined | null, allowed: readonly string[]): O {
+  if (opts === undefined || opts === null) return {} as O
+  if (typeof opts !== 'object' || Array.isArray(opts)) throw argumentError(fn, 'options', 'an options object', opts)
+  const known = new Set(['dimsC', ...allowed])
+  for (const key of Object.keys(opts)) {
+    if (known.has(key) || (opts as Record<string, unknown>)[key] === undefined) continue
+    const camel = key.replace(/_([a-z0-9])/g, (_, ch: string) => ch.toUpperCase())
+    const hint = camel !== key && known.has(camel) ? ` (did you mean ${camel}?)` : ''
+    throw new InnflowError('ERR_ARGUMENT', `${fn}: unknown option '${key}'${hint}; accepted options: ${[...known].join(', ')}`)
+  }
+  return opts
+}
+
+/** A subnet constructor: `(channelsIn, channelsOut) => module`, called once per subnet at construction. */
+export type SubnetConstructor = (channelsIn: number, channelsOut: number) => Module
+
 export const sameDims = (a: Dims, b: Dims): boolean => a.length === b.length && a.every((v, i) => v === b[i])
 export const dimsString = (d: Dims): string => `(${d.join(', ')})`
 

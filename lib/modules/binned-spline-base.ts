@@ -27,7 +27,10 @@ import { Module } from '../nn/module'
 import * as ops from '../ops'
 import { tensor, Tensor } from '../tensor'
 import { getDefaultDtype } from '../dtype'
-import { Dims, dimsString, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims } from './base'
+import { checkOptionKeys, Dims, dimsString, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims } from './base'
+
+/** The shared option check, under the name the spline modules import. */
+export const checkSplineOptionKeys = checkOptionKeys
 import { BinParameters, channelsFirst, channelsLast, knotOffsets, searchBins, softmaxLast, SplineResult, sumExceptBatch } from './spline-math'
 
 export type { BinParameters, SplineResult } from './spline-math'
@@ -70,19 +73,6 @@ export interface BinnedSplineBaseOptions extends InvertibleModuleOptions {
 /** The option names BinnedSplineBase takes itself. */
 export const BINNED_SPLINE_BASE_KEYS = ['bins', 'parameterCounts', 'minBinSizes', 'defaultDomain', 'identityTails', 'domainClamping'] as const
 
-/**
- * Refuses option keys a module does not know (FrEIA raises TypeError on an unexpected keyword argument),
- * with a hint for snake_case spellings.
- */
-export function checkSplineOptionKeys(fn: string, opts: object, allowed: readonly string[]): void {
-  const known = new Set(['dimsC', ...allowed])
-  for (const key of Object.keys(opts)) {
-    if (known.has(key) || (opts as Record<string, unknown>)[key] === undefined) continue
-    const camel = key.replace(/_([a-z0-9])/g, (_, ch: string) => ch.toUpperCase())
-    const hint = camel !== key && known.has(camel) ? ` (did you mean ${camel}?)` : ''
-    throw new InnflowError('ERR_ARGUMENT', `${fn}: unknown option '${key}'${hint}; accepted options: ${[...known].join(', ')}`)
-  }
-}
 
 const isTensor = (v: unknown): v is Tensor => v instanceof Tensor || (v as { __isInnflowTensor?: boolean } | null)?.__isInnflowTensor === true
 const isModule = (v: unknown): v is Module => v instanceof Module || (v as { __isInnflowModule?: boolean } | null)?.__isInnflowModule === true

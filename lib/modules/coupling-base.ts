@@ -22,14 +22,11 @@ import { argumentError, InnflowError } from '../errors'
 import { Module } from '../nn/module'
 import { cat } from '../ops/shape'
 import { Tensor, zeros } from '../tensor'
-import { Dims, dimsString, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims } from './base'
+import { checkOptionKeys, Dims, dimsString, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims, SubnetConstructor } from './base'
 
-/**
- * Builds a subnet: called with the number of channels it receives and the number it must return, it
- * returns a module whose `forward(x)` maps (N, cIn, *spatial) to a tensor (N, cOut, *spatial).
- * @example (cIn, cOut) => new nn.Sequential(new nn.Linear(cIn, 64), new nn.ReLU(), new nn.Linear(64, cOut))
- */
-export type SubnetConstructor = (cIn: number, cOut: number) => Module
+export { checkOptionKeys }
+export type { SubnetConstructor }
+
 
 /**
  * The soft clamp applied to raw log-scales: a name ('ATAN', 'TANH', 'SIGMOID') or a function of a tensor
@@ -96,19 +93,6 @@ function clampFunction(fn: string, clamp: number, activation: unknown): (u: Tens
   throw argumentError(fn, 'clampActivation', 'either a string ("ATAN", "TANH", "SIGMOID") or a function', activation)
 }
 
-/**
- * Checks the option keys against the ones a module accepts (FrEIA raises TypeError on an unexpected keyword
- * argument); snake_case spellings of known options get a hint.
- */
-export function checkOptionKeys(fn: string, opts: object, allowed: readonly string[]): void {
-  const known = new Set(['dimsC', ...allowed])
-  for (const key of Object.keys(opts)) {
-    if (known.has(key) || (opts as Record<string, unknown>)[key] === undefined) continue
-    const camel = key.replace(/_([a-z0-9])/g, (_, ch: string) => ch.toUpperCase())
-    const hint = camel !== key && known.has(camel) ? ` (did you mean ${camel}?)` : ''
-    throw new InnflowError('ERR_ARGUMENT', `${fn}: unknown option '${key}'${hint}; accepted options: ${[...known].join(', ')}`)
-  }
-}
 
 /**
  * Base of FrEIA's coupling blocks: options, split, soft clamp, conditions, subnet construction and checks.

@@ -14,23 +14,12 @@
 import { argumentError, InnflowError } from '../errors'
 import { getDefaultDtype } from '../dtype'
 import { tensor, Tensor } from '../tensor'
-import { Dims, dimsString, InvertibleModule, InvertibleModuleOptions, ModuleOutput } from './base'
+import { checkOptionKeys, Dims, dimsString, InvertibleModule, InvertibleModuleOptions, ModuleOutput } from './base'
+
+export { checkOptionKeys }
 
 // ------------------------------------------------------------------------------------------ shared helpers
 
-/**
- * @internal Rejects option keys a module does not know (FrEIA raises TypeError for unknown kwargs; a typo
- * such as `orderByWavelt` would otherwise be ignored silently). Returns the options object.
- */
-export function checkOptionKeys<O extends object>(name: string, opts: O | undefined, known: readonly string[]): O {
-  if (opts === undefined || opts === null) return {} as O
-  if (typeof opts !== 'object' || Array.isArray(opts)) throw argumentError(name, 'options', 'an options object', opts)
-  for (const key of Object.keys(opts)) {
-    if (key !== 'dimsC' && !known.includes(key))
-      throw new InnflowError('ERR_ARGUMENT', `${name}: unknown option '${key}' (known: ${['dimsC', ...known].join(', ')})`)
-  }
-  return opts
-}
 
 /** @internal Reads a boolean option (default when undefined). */
 export function boolOption(name: string, key: string, value: unknown, fallback: boolean): boolean {

@@ -13,7 +13,7 @@
 import { argumentError, InnflowError } from '../errors'
 import { getDefaultDtype } from '../dtype'
 import { full, Tensor } from '../tensor'
-import { Dims, InvertibleModule, InvertibleModuleOptions, ModuleOutput } from './base'
+import { checkOptionKeys, Dims, InvertibleModule, InvertibleModuleOptions, ModuleOutput } from './base'
 
 /** Options of {@link LearnedElementwiseScaling}. */
 export interface LearnedElementwiseScalingOptions extends InvertibleModuleOptions {
@@ -40,9 +40,7 @@ export class LearnedElementwiseScaling extends InvertibleModule {
 
   constructor(dimsIn: Dims[], opts: LearnedElementwiseScalingOptions = {}) {
     super(dimsIn, opts)
-    for (const key of Object.keys(opts))
-      if (!OPTION_NAMES.includes(key))
-        throw new InnflowError('ERR_ARGUMENT', `LearnedElementwiseScaling: unknown option '${key}' (options are ${OPTION_NAMES.join(', ')})`)
+    checkOptionKeys('LearnedElementwiseScaling', opts, OPTION_NAMES)
     if (this.dimsIn.length !== 1) throw new InnflowError('ERR_ARGUMENT', `LearnedElementwiseScaling: expected exactly one input, got ${this.dimsIn.length}`)
     if (this.dimsC.length > 0) throw new InnflowError('ERR_ARGUMENT', 'LearnedElementwiseScaling takes no conditions (dimsC must be empty)')
     const init = opts.initScale ?? 1

@@ -15,7 +15,7 @@
 import { argumentError, InnflowError } from '../errors'
 import { getDefaultDtype } from '../dtype'
 import { randperm, tensor, Tensor } from '../tensor'
-import { Dims, InvertibleModule, InvertibleModuleOptions, ModuleOutput } from './base'
+import { checkOptionKeys, Dims, InvertibleModule, InvertibleModuleOptions, ModuleOutput } from './base'
 
 /** Options of {@link PermuteRandom}. */
 export interface PermuteRandomOptions extends InvertibleModuleOptions {
@@ -98,8 +98,7 @@ export class PermuteRandom extends InvertibleModule {
 
   constructor(dimsIn: Dims[], opts: PermuteRandomOptions = {}) {
     super(dimsIn, opts)
-    for (const key of Object.keys(opts))
-      if (!OPTION_NAMES.includes(key)) throw new InnflowError('ERR_ARGUMENT', `PermuteRandom: unknown option '${key}' (options are ${OPTION_NAMES.join(', ')})`)
+    checkOptionKeys('PermuteRandom', opts, OPTION_NAMES)
     if (this.dimsIn.length !== 1) throw new InnflowError('ERR_ARGUMENT', `PermuteRandom: expected exactly one input, got ${this.dimsIn.length}`)
     if (this.dimsC.length > 0) throw new InnflowError('ERR_ARGUMENT', 'PermuteRandom takes no conditions (dimsC must be empty)')
     const channels = this.dimsIn[0][0]
