@@ -36,8 +36,8 @@ import { Module } from '../nn/module'
 import { cat } from '../ops/shape'
 import { Tensor } from '../tensor'
 import { ActNorm } from './actnorm'
-import { Dims, dimsString, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims } from './base'
-import { ATAN_FACTOR, checkOptionKeys, SubnetConstructor } from './coupling-base'
+import { checkOptionKeys, Dims, dimsString, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims, SubnetConstructor } from './base'
+import { ATAN_FACTOR } from './coupling-base'
 import { InvertibleConv1x1 } from './invertible-conv1x1'
 
 /** How the coupling's scale is made from the raw subnet output. */

@@ -35,8 +35,7 @@ import * as linalg from '../ops/linalg'
 import { linear } from '../ops/matmul'
 import { tidy } from '../scope'
 import { checkTensor, eye, fromHandle, randn, tensor, Tensor } from '../tensor'
-import { Dims, dimsString, InvertibleModule, InvertibleModuleOptions, ModuleOutput } from './base'
-import { checkOptionKeys } from './irevnet-downsampling'
+import { checkOptionKeys, Dims, dimsString, InvertibleModule, InvertibleModuleOptions, ModuleOutput } from './base'
 
 interface LuConvBinding {
   luConvWeight(P: NativeTensor, L: NativeTensor, U: NativeTensor, logS: NativeTensor, sign: NativeTensor, inverse: boolean): NativeTensor
