@@ -17,8 +17,9 @@
  * 1500 steps. ActNorm is initialised from the first 512 training images.
  *
  * Result of the default run (seed 0, float32, 2 shared CPU cores): test bits/dim 2.387 after about 100 s of
- * training, under 2 minutes in all (seed 1: 2.379). For scale: PyTorch + FrEIA reach 3.32 with the dense digits-nll recipe and 2.40
- * with a convolutional AllInOneBlock model after 2000 steps (shared/bench/reference.json, digits-conv-nll).
+ * training, under 2 minutes in all (seed 1: 2.379). For scale: PyTorch + FrEIA reach 3.32 with the dense
+ * digits-nll recipe and 2.40 with a convolutional AllInOneBlock model after 2000 steps
+ * (shared/bench/reference.json, digits-conv-nll).
  *
  *   npm run build:ts && node dist/examples/digits-glow.js [--steps N] [--seed S] [--k K] [--width W]
  *     [--fc-width F] [--lr LR] [--batch B] [--wd WD] [--eval-every N]
