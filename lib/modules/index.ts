@@ -78,3 +78,8 @@ export type { GlobalAffineType } from './all-in-one-block'
 export type { GaussianMixtureConditions, MixtureComponents } from './gaussian-mixture-model'
 /** The coupling form of the binned splines, for writing new spline couplings. */
 export { BinnedSpline } from './binned-spline-base'
+/** Glow's layers (not in FrEIA). */
+export { InvertibleConv1x1 } from './invertible-conv1x1'
+export type { InvertibleConv1x1Options } from './invertible-conv1x1'
+export { GlowStep } from './glow-step'
+export type { GlowStepOptions, GlowScaleFunction } from './glow-step'

@@ -7,3 +7,4 @@ export * from './matmul'
 export * from './conv'
 /** Small dense linear algebra (LU, slogdet, inverse, triangular solve, QR). */
 export * as linalg from './linalg'
+export * from './lu-conv'

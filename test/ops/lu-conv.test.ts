@@ -4,7 +4,7 @@
  */
 import { tensor, Tensor, tidy } from '../../lib'
 import { bindingFor, NativeTensor } from '../../lib/binding'
-import { luConvWeight } from '../../lib/modules/invertible-conv1x1'
+import { luConvWeight } from '../../lib/ops/lu-conv'
 import { expectClose, expectCode, gradCheck, randomValues, rng } from '../helpers'
 
 // ---- plain-loop references (row-major number[] matrices)
