@@ -88,5 +88,19 @@ export const workloads: Workload[] = [
     },
     input: () => ({ x: randn([64, 3, 32, 32]), c: [] }),
   },
+  {
+    name: 'glow-lu-b64',
+    batch: 64,
+    params: 2771584,
+    dims: 12 * 16 * 16,
+    build: () => {
+      const subnet = (cIn: number, cOut: number) =>
+        new nn.Sequential(new nn.Conv2d(cIn, 512, 3, { padding: 1 }), new nn.ReLU(), new nn.Conv2d(512, 512, 1), new nn.ReLU(), new nn.Conv2d(512, cOut, 3, { padding: 1 }))
+      const inn = new SequenceINN(12, 16, 16)
+      for (let k = 0; k < 8; k++) inn.append(Fm.GlowStep, { subnetConstructor: subnet })
+      return inn
+    },
+    input: () => ({ x: randn([64, 12, 16, 16]), c: [] }),
+  },
   { name: 'tabular64x64-b4096', batch: 4096, params: 2125824, dims: 64, build: () => allInOne(64, 64, 256), input: () => ({ x: randn([4096, 64]), c: [] }) },
 ]
