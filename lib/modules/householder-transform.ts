@@ -29,6 +29,7 @@ import { core } from '../binding'
 import { getDefaultDtype } from '../dtype'
 import { InnflowError } from '../errors'
 import { where } from '../ops/elementwise'
+import { solveTriangular } from '../ops/linalg'
 import { linear } from '../ops/matmul'
 import { cat, stack } from '../ops/shape'
 import { tidy } from '../scope'
@@ -66,22 +67,23 @@ export function applyChannelMatrix(x: Tensor, M: Tensor, transposed = false): Te
 }
 
 /**
- * @internal W = H(v₀)·H(v₁)·…·H(v_{n−1}) for the rows vᵢ of V (n, n), built by right-multiplying the
- * identity with one reflection after another (M ← M − (2/‖v‖²)·(M·v)·vᵀ: a rank-1 update, never the n×n
- * reflector). Differentiable in V. A zero row gives the identity (its update is 0; the denominator is
- * guarded so that no 0/0 appears).
+ * @internal W = H(v₀)·H(v₁)·…·H(v_{n−1}) for the rows vᵢ of V (n, n), in the compact WY form of Schreiber
+ * & Van Loan: with Y = Vᵀ and τᵢ = 2/‖vᵢ‖², the product is I − Y·T·Yᵀ where T is upper triangular with
+ * T⁻¹ = S = strict upper triangle of YᵀY + diag(1/τ). So W = I − Vᵀ·X with S·X = V — one Gram matrix, one
+ * triangular solve and one GEMM instead of n sequential rank-1 updates, all differentiable in V (the
+ * solver reads only S's upper triangle, so G's lower triangle needs no masking). A zero row is the identity:
+ * its diagonal entry of S is set to 1 instead of 0, and its row and column of S are zero, so its row of X
+ * is zero too.
  */
 export function householderProduct(V: Tensor): Tensor {
   const n = V.shape[0]
+  const I = eye(n, { dtype: V.dtype })
+  const gram = linear(V, V) // G[i][j] = vᵢ·vⱼ
   const norms = V.square().sum(1)
-  const coef = where(norms.gt(0), norms, 1).reciprocal().mul(2)
-  let M = eye(n, { dtype: V.dtype })
-  for (let i = 0; i < n; i++) {
-    const v = V.narrow(0, i, 1)
-    const Mv = linear(M, v) // (n, 1) = M·vᵀ
-    M = M.sub(Mv.matmul(v).mul(coef.narrow(0, i, 1)))
-  }
-  return M
+  const halfNorms = where(norms.gt(0), norms.mul(0.5), 1)
+  const S = gram.add(I.mul(halfNorms.sub(norms)))
+  const X = solveTriangular(S, V, { upper: true })
+  return I.sub(V.t().matmul(X))
 }
 
 /** @internal The 0/1 mask of the entries of `weight` that hold reflection vectors (upper triangle). */

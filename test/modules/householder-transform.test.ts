@@ -56,6 +56,16 @@ describe('HouseholderTransform', () => {
     })
   })
 
+  test('larger n: the compact WY product equals the explicit reflector product (float64) and stays orthogonal in float32', () => {
+    tidy(() => {
+      const m = in64(() => new HouseholderTransform([[24]]))
+      expect(maxAbsDiff(m.matrix().toNested() as Mat, householderRef(Array.from(m.weight.toArray()), 24))).toBeLessThan(1e-13)
+      const m32 = new HouseholderTransform([[64]])
+      const W = m32.matrix().toNested() as Mat
+      expect(maxAbsDiff(matmul(transpose(W), W), eye(64))).toBeLessThan(1e-5)
+    })
+  })
+
   test.each([
     ['a random rotation', randomOrthogonal(5, 3)],
     ['a random reflection (det −1)', randomOrthogonal(5, 4).map((row) => [row[0], row[1], row[2], row[3], -row[4]])],
