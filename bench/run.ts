@@ -9,7 +9,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { cuda, GraphINN, manualSeed, memory, noGrad, optim, SequenceINN, setNumThreads, Tensor, tidy } from '../lib'
-import { Workload, workloads } from './workloads'
+import { freiaParameterCount, Workload, workloads } from './workloads'
 
 interface Row {
   workload: string
@@ -60,8 +60,8 @@ function runWorkload(w: Workload, device: string, precision: string, steps: numb
   manualSeed(0)
   const inn: SequenceINN | GraphINN = w.build()
   const params = inn.parameters()
-  const nParams = params.reduce((n, p) => n + p.size, 0)
-  if (w.params !== null && nParams !== w.params) throw new Error(`${w.name}: ${nParams} parameters, WORKLOADS.md says ${w.params}`)
+  const nParams = freiaParameterCount(inn)
+  if (w.params !== null && nParams !== w.params) throw new Error(`${w.name}: ${nParams} parameters (FrEIA's count), WORKLOADS.md says ${w.params}`)
   const opt = new optim.Adam(params, { lr: 1e-4 })
   const batchData = w.input()
   const forward = (x: Tensor, rev = false): [Tensor, Tensor] => {

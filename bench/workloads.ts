@@ -9,6 +9,16 @@ export const fc = (width: number) => (cIn: number, cOut: number) => new nn.Seque
 export const conv = (width: number, k: number) => (cIn: number, cOut: number) =>
   new nn.Sequential(new nn.Conv2d(cIn, width, k, { padding: Math.floor(k / 2) }), new nn.ReLU(), new nn.Conv2d(width, cOut, k, { padding: Math.floor(k / 2) }))
 
+/**
+ * FrEIA's parameter count: innflow's parameters plus the buffers FrEIA registers as frozen nn.Parameters
+ * (permutations `w_perm`, `w_perm_inv`, `perm`, `perm_inv`, and IRevNet's `downsample_kernel`), so that the
+ * counts of WORKLOADS.md can be checked.
+ */
+export function freiaParameterCount(m: { parameters(): Tensor[]; namedBuffers(): [string, Tensor][] }): number {
+  const frozen = /(^|\.)(w_perm|w_perm_inv|perm|perm_inv|downsample_kernel)$/
+  return m.parameters().reduce((n, p) => n + p.size, 0) + m.namedBuffers().filter(([k]) => frozen.test(k)).reduce((n, [, b]) => n + b.size, 0)
+}
+
 export interface Workload {
   name: string
   batch: number

@@ -21,9 +21,10 @@ export interface DigitsResult {
 /** Trains the recipe and returns the test bits/dim. */
 export function trainDigitsDense(steps = 4000, seed = 0, log: (s: string) => void = console.log): DigitsResult {
   manualSeed(seed)
-  const { images } = data.digits()
+  const { images, labels } = data.digits()
   const all = Array.from(images.toArray())
   images.dispose()
+  labels.dispose()
   const rows = (keepRow: (i: number) => boolean) => {
     const out: number[] = []
     for (let i = 0; i < all.length / 64; i++) if (keepRow(i)) out.push(...all.slice(i * 64, i * 64 + 64))
@@ -70,6 +71,11 @@ export function trainDigitsDense(steps = 4000, seed = 0, log: (s: string) => voi
   )
   train.dispose()
   test.dispose()
+  opt.dispose()
+  for (const t of [...flow.parameters(), ...flow.buffers()]) {
+    t.grad?.dispose()
+    t.dispose()
+  }
   return { bitsPerDim, seconds }
 }
 

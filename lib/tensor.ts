@@ -14,6 +14,11 @@ import * as V from './ops/view'
 import * as S from './ops/shape'
 import * as M from './ops/matmul'
 
+// Node 20 defines Symbol.dispose only in its main realm (as the registered symbol 'nodejs.dispose'); code
+// running in a vm context, such as jest's, sees a Symbol without it. Install the same symbol there.
+if (typeof (Symbol as { dispose?: symbol }).dispose !== 'symbol')
+  Object.defineProperty(Symbol, 'dispose', { value: Symbol.for('nodejs.dispose'), configurable: true })
+
 /** A tensor or a plain number (broadcast as a scalar of the tensor's dtype). */
 export type TensorLike = Tensor | number
 

@@ -41,6 +41,17 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** Runs fn with recording on, even inside {@link noGrad} (torch.enable_grad), e.g. to take a vector–Jacobian product. */
+export function enableGrad<T>(fn: () => T): T {
+  const saved = gradDisabled
+  gradDisabled = 0
+  try {
+    return fn()
+  } finally {
+    gradDisabled = saved
+  }
+}
+
 /**
  * Records an op that read `inputs` and produced `outputs`, if any input requires grad and recording is on.
  * `backward` receives one gradient per output (null for outputs that got none) and returns one per input

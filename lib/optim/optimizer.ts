@@ -117,6 +117,14 @@ export abstract class Optimizer {
     }
   }
 
+  /** Frees the optimiser's state (moments, momentum buffers); a later step starts from fresh state. */
+  dispose(): void {
+    this.clearState()
+  }
+  [Symbol.dispose](): void {
+    this.dispose()
+  }
+
   /** @internal the state of parameter i as named tensors (live references), or null when it has none yet */
   protected abstract stateOf(i: number): Record<string, Tensor | number> | null
   /** @internal replaces parameter i's state with copies of the given tensors (already validated) */

@@ -26,7 +26,6 @@
 namespace innflow {
 
 // matmul.cc: parallelFor whose body's GEMMs each run on their calling thread (not yet listed in kernels.h).
-void gemmParallelLoop(int64_t n, const std::function<void(int64_t, int64_t)>& body);
 
 namespace {
 
@@ -123,6 +122,14 @@ void col2im(const ConvGeom& g, const T* gcol, T* gx, int64_t c0, int64_t c1) {
 
 bool batchParallel(int64_t n) { return numThreads() > 1 && n >= numThreads(); }
 
+// The whole col of one sample, split over the pool when `threaded`.
+template <class T>
+void im2colSample(const ConvGeom& g, const T* xn, T* col, bool threaded) {
+  const int64_t K = g.rows(), grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(g.cols(), 1));
+  if (threaded) parallelFor(K, grain, [&](int64_t r0, int64_t r1) { im2col(g, xn, col, r0, r1); });
+  else im2col(g, xn, col, 0, K);
+}
+
 template <class T>
 void convForward(const ConvGeom& g, const T* x, const T* w, const T* bias, T* y) {
   const int64_t K = g.rows(), P = g.cols(), xSize = g.C * g.H * g.W, ySize = g.O * P;
@@ -130,10 +137,7 @@ void convForward(const ConvGeom& g, const T* x, const T* w, const T* bias, T* y)
   auto sample = [&](int64_t n, T* col, bool threaded) {
     const T* xn = x + n * xSize;
     T* yn = y + n * ySize;
-    if (!g.direct()) {
-      if (threaded) parallelFor(K, std::max<int64_t>(1, 4096 / std::max<int64_t>(P, 1)), [&](int64_t r0, int64_t r1) { im2col(g, xn, col, r0, r1); });
-      else im2col(g, xn, col, 0, K);
-    }
+    if (!g.direct()) im2colSample(g, xn, col, threaded);
     if (bias)
       for (int64_t o = 0; o < g.O; o++) std::fill_n(yn + o * P, P, bias[o]);
     gemm<T>(false, false, g.O, P, K, T(1), w, K, g.direct() ? xn : col, P, bias ? T(1) : T(0), yn, P);
@@ -162,11 +166,9 @@ void convBackward(const ConvGeom& g, const T* gy, const T* x, const T* w, T* gx,
       const T* gn = gy + n * ySize;
       const T* xn = x + n * xSize;
       if (gw) {
-        if (!direct) {
-          if (threaded) parallelFor(K, std::max<int64_t>(1, 4096 / std::max<int64_t>(P, 1)), [&](int64_t r0, int64_t r1) { im2col(g, xn, col.data(), r0, r1); });
-          else im2col(g, xn, col.data(), 0, K);
-        }
-        gemm<T>(false, true, g.O, K, P, T(1), gn, P, direct ? xn : col.data(), P, fresh && n == n0 ? T(0) : T(1), gwAcc, K);
+        if (!direct) im2colSample(g, xn, col.data(), threaded);
+        const T stepBeta = fresh && n == n0 ? T(0) : T(1);
+        gemm<T>(false, true, g.O, K, P, T(1), gn, P, direct ? xn : col.data(), P, stepBeta, gwAcc, K);
       }
       if (gx) {
         T* gxn = gx + n * xSize;

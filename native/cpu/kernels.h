@@ -1,5 +1,7 @@
 // C++ functions that one CPU op family offers to the others (the JavaScript entry points live in each file).
 #pragma once
+#include <functional>
+
 #include "../common.h"
 
 namespace innflow {
@@ -22,5 +24,9 @@ Tensor expandTo(const Tensor& g, const Shape& target, double scale);
 template <class T>
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc);
+
+// matmul.cc: parallelFor for loops whose bodies call gemm: each body's GEMM then runs on its own thread
+// (calling OpenBLAS from inside a plain parallelFor could race on OpenBLAS's thread count).
+void gemmParallelLoop(int64_t n, const std::function<void(int64_t, int64_t)>& body);
 
 }  // namespace innflow

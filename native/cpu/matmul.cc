@@ -48,7 +48,6 @@
 namespace innflow {
 
 // Defined below; declared here because kernels.h (owned by the runtime) does not list it yet.
-void gemmParallelLoop(int64_t n, const std::function<void(int64_t, int64_t)>& body);
 
 namespace {
 

@@ -9,11 +9,11 @@ import {
 } from '../../lib'
 import type { AbstractNode } from '../../lib/framework/nodes'
 import { relErr } from '../helpers'
+import { freiaParameterCount as countParams } from '../../bench/workloads'
 
-const subnetFc = (width: number) => (cIn: number, cOut: number) => new nn.Sequential(new nn.Linear(cIn, width), new nn.ReLU(), new nn.Linear(width, cOut))
-const subnetConv = (width: number, k: number) => (cIn: number, cOut: number) =>
+const subnetFc = (width: number) => (cIn: number, cOut: number): nn.Sequential => new nn.Sequential(new nn.Linear(cIn, width), new nn.ReLU(), new nn.Linear(width, cOut))
+const subnetConv = (width: number, k: number) => (cIn: number, cOut: number): nn.Sequential =>
   new nn.Sequential(new nn.Conv2d(cIn, width, k, { padding: Math.floor(k / 2) }), new nn.ReLU(), new nn.Conv2d(width, cOut, k, { padding: Math.floor(k / 2) }))
-const countParams = (m: nn.Module) => m.parameters().reduce((n, p) => n + p.size, 0)
 
 test('moons: SequenceINN of 8 AllInOneBlocks trains and samples (README quick start)', () => {
   manualSeed(0)
@@ -95,6 +95,20 @@ test('conditional MNIST-style SequenceINN: 12 AllInOneBlocks conditioned on a on
   })
 })
 
+/**
+ * The docs' advice for deep INNs: start close to the identity. At FrEIA's default initialisation the 12 fully
+ * connected GLOW blocks amplify activations ~3× per block (|z| ~ 1e5 after 12), and the whole README network is
+ * not numerically invertible even in float64 — in FrEIA as here. Shrinking the last layer of every subnet keeps
+ * each coupling a genuine (non-identity) transform while the composition stays well conditioned.
+ */
+const nearIdentity = (make: (cIn: number, cOut: number) => nn.Sequential) => (cIn: number, cOut: number) => {
+  const net = make(cIn, cOut)
+  const last = net.at(-1) as nn.Linear | nn.Conv2d
+  const bound = 0.02 / Math.sqrt(last.weight.size / last.weight.shape[0])
+  nn.init.uniform_(last.weight, -bound, bound)
+  return net
+}
+
 test('the convolutional multiscale GraphINN of the README has FrEIA\'s 14,849,696 parameters and inverts', () => {
   const before = memory().tensors
   manualSeed(3)
@@ -102,12 +116,12 @@ test('the convolutional multiscale GraphINN of the README has FrEIA\'s 14,849,69
   const nodes: AbstractNode[] = [new InputNode(3, 32, 32, { name: 'input' })]
   const last = () => nodes[nodes.length - 1]
   for (let k = 0; k < 4; k++) {
-    nodes.push(new Node(last(), Fm.GLOWCouplingBlock, { subnetConstructor: subnetConv(256, 3), clamp: 1.2 }, { name: `conv_high_res_${k}` }))
+    nodes.push(new Node(last(), Fm.GLOWCouplingBlock, { subnetConstructor: nearIdentity(subnetConv(256, 3)), clamp: 1.2 }, { name: `conv_high_res_${k}` }))
     nodes.push(new Node(last(), Fm.PermuteRandom, { seed: k }, { name: `permute_high_res_${k}` }))
   }
   nodes.push(new Node(last(), Fm.IRevNetDownsampling, {}))
   for (let k = 0; k < 12; k++) {
-    const subnet = k % 2 === 0 ? subnetConv(256, 1) : subnetConv(256, 3)
+    const subnet = nearIdentity(k % 2 === 0 ? subnetConv(256, 1) : subnetConv(256, 3))
     nodes.push(new Node(last(), Fm.GLOWCouplingBlock, { subnetConstructor: subnet, clamp: 1.2 }, { name: `conv_low_res_${k}` }))
     nodes.push(new Node(last(), Fm.PermuteRandom, { seed: k }, { name: `permute_low_res_${k}` }))
   }
@@ -115,7 +129,7 @@ test('the convolutional multiscale GraphINN of the README has FrEIA\'s 14,849,69
   const split = new Node(last(), Fm.Split, { sectionSizes: [ndimX / 4, (3 * ndimX) / 4], dim: 0 }, { name: 'split' })
   nodes.push(split)
   for (let k = 0; k < 12; k++) {
-    nodes.push(new Node(last(), Fm.GLOWCouplingBlock, { subnetConstructor: subnetFc(512), clamp: 2.0 }, { name: `fully_connected_${k}` }))
+    nodes.push(new Node(last(), Fm.GLOWCouplingBlock, { subnetConstructor: nearIdentity(subnetFc(512)), clamp: 2.0 }, { name: `fully_connected_${k}` }))
     nodes.push(new Node(last(), Fm.PermuteRandom, { seed: k }, { name: `permute_${k}` }))
   }
   nodes.push(new Node([last().out0, split.out1], Fm.Concat, { dim: 0 }, { name: 'concat' }))
@@ -129,7 +143,8 @@ test('the convolutional multiscale GraphINN of the README has FrEIA\'s 14,849,69
       expect((z as Tensor).shape).toEqual([2, ndimX])
       const [xr, logJacDetRev] = convInn.forward(z as Tensor, { rev: true })
       expect(relErr((xr as Tensor).toArray(), x.toArray())).toBeLessThan(1e-4)
-      expect(relErr(logJacDetRev.neg().toArray(), logJacDet.toArray())).toBeLessThan(1e-3)
+      expect(relErr(logJacDetRev.neg().toArray(), logJacDet.toArray())).toBeLessThan(1e-4)
+      expect(Math.abs(logJacDet.toArray()[0])).toBeGreaterThan(1) // the couplings are not the identity
     }),
   )
   for (const p of convInn.parameters()) p.dispose()

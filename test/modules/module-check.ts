@@ -162,6 +162,6 @@ function checkModule(make: () => InvertibleModule, o: ModuleCheckOptions): void 
       if (!(err <= (o.gradTol ?? 1e-6) || scale < 1e-10)) throw new Error(`gradient of ${label}: relative error ${err.toExponential(3)}\n analytic ${a.slice(0, 6)}\n numeric  ${numeric.slice(0, 6)}`)
     }
     leaves.forEach((leaf, i) => checkFd(i < xs.length ? `input ${i}` : `condition ${i - xs.length}`, i < xs.length ? xs[i] : cs[i - xs.length], leaf.grad))
-    for (const [name, p] of m.namedParameters()) checkFd(`parameter ${name}`, p, p.grad)
+    for (const [name, p] of m.namedParameters()) if (p.requiresGrad) checkFd(`parameter ${name}`, p, p.grad)
   })
 }
