@@ -141,6 +141,24 @@ describe('AdaptiveWhitening', () => {
     })
   })
 
+  test('float32: a float32 module adapts (eigendecomposition in float64) and agrees with the float64 one', () => {
+    const { m } = adapted('zca')
+    const m32 = new AdaptiveWhitening([[4]])
+    const data = correlated(50, A4, MU4, 300)
+    tidy(() => {
+      for (let k = 0; k < 3; k++) m32.forward([tensor(correlated(50, A4, MU4, 300 + k), [50, 4])])
+    })
+    m32.adapt().eval()
+    tidy(() => {
+      const [[z32], j32] = m32.forward([tensor(data, [50, 4])])
+      const [[z64], j64] = m.forward([tensor(data, [50, 4], { dtype: 'float64' })])
+      expectClose(z32, z64.toArray(), 1e-5)
+      expectClose(j32 as Tensor, (j64 as Tensor).toArray(), 1e-5)
+    })
+    m32.clearMemory()
+    m.clearMemory()
+  })
+
   test('memory: the last observationMemoryBatches batches; eval mode remembers nothing; clearMemory', () => {
     const m = in64(() => new AdaptiveWhitening([[4]], { observationMemoryBatches: 2 }))
     const batches = [0, 1, 2].map((k) => correlated(30, A4, MU4, 500 + k))

@@ -22,6 +22,11 @@ describe('DiagonalLinearTransform2D', () => {
       const [[x], jr] = m.forward([z], [], true)
       expectClose(x, xv, 1e-15)
       expectClose(jr as Tensor, new Array(B).fill(-ld), 1e-14)
+      const m32 = new DiagonalLinearTransform2D([[C, H, W]])
+      m32.loadStateDict(m.stateDict())
+      const [[z32], j32] = m32.forward([tensor(xv, shape)])
+      expectClose(z32, z.toArray(), 1e-6)
+      expectClose(j32 as Tensor, (j as Tensor).toArray(), 1e-6)
     })
   })
 
