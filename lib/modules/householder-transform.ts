@@ -5,17 +5,18 @@
  *   z = W·x + b,   W = H(v₀)·H(v₁)·…·H(v_{n−1}),   H(v) = I − 2·v·vᵀ / ‖v‖²   (H(0) = I)
  *
  * vᵢ is row i of the parameter `weight` (n, n) restricted to its upper triangle (columns i..n−1; the entries
- * below the diagonal are not used and get no gradient). This triangular layout is the one a Householder QR
- * produces, so every orthogonal matrix is reachable: n − 1 reflections span SO(n) up to a sign, and the last
- * row holds a single number, weight[n−1][n−1], whose reflection flips the last coordinate when it is
- * non-zero and is the identity when it is 0 (this replaces invertnn's `h1` attribute, so that the choice is
- * part of the state dict). A row that is entirely zero is the identity too (as in invertnn).
+ * below the diagonal are not used and get no gradient; a constant non-persistent buffer `mask` selects the
+ * triangle). This triangular layout is the one a Householder QR produces, so every orthogonal matrix is
+ * reachable: the first n − 1 reflections bring any orthogonal matrix to diag(1, …, 1, ±1), and the last row
+ * holds a single number, weight[n−1][n−1], whose reflection flips the last coordinate when it is non-zero
+ * and is the identity when it is 0 (this replaces invertnn's `h1` attribute, so that the choice is part of
+ * the state dict). A row that is entirely zero is the identity too (as in invertnn).
  * Reverse x = Wᵀ·(z − b). log|det J| = 0 (W is orthogonal); returned as the number 0.
  *
  * State: `weight` (n, n), drawn from N(0, 1) as in invertnn, and `bias` (1, n) when `bias` is true (the
- * default), initialised to 0. Differences from invertnn, all deliberate: invertnn multiplies row vectors,
- * x·Wᵀ with its W property being this W's transpose — the same map, written here for column vectors so that
- * the 1-D and per-pixel modules agree (invertnn's 2-D class applies the transposed product); invertnn never
+ * default), initialised to 0. Differences from invertnn, all deliberate: invertnn computes x·Wᵢ for row vectors
+ * x with its `W` property Wᵢ = (H(v₀)·…·H(v_{n−1}))ᵀ — the same map as W·x here, written for column vectors
+ * so that the 1-D and per-pixel modules agree (invertnn's 2-D class applies Wᵢ·x, the transposed product); invertnn never
  * adds its 1-D bias (here it is added) and draws it from N(0, 1) (here 0: a random shift at initialisation
  * serves no purpose); its log-det is +1 per sample through a mixin bug (here 0).
  *
