@@ -69,22 +69,26 @@ export function applyChannelMatrix(x: Tensor, M: Tensor, transposed = false): Te
 
 /**
  * @internal W = H(v₀)·H(v₁)·…·H(v_{n−1}) for the rows vᵢ of V (n, n), in the compact WY form of Schreiber
- * & Van Loan: with Y = Vᵀ and τᵢ = 2/‖vᵢ‖², the product is I − Y·T·Yᵀ where T is upper triangular with
- * T⁻¹ = S = strict upper triangle of YᵀY + diag(1/τ). So W = I − Vᵀ·X with S·X = V — one Gram matrix, one
- * triangular solve and one GEMM instead of n sequential rank-1 updates, all differentiable in V (the
- * solver reads only S's upper triangle, so G's lower triangle needs no masking). A zero row is the identity:
- * its diagonal entry of S is set to 1 instead of 0, and its row and column of S are zero, so its row of X
- * is zero too.
+ * & Van Loan: with the rows scaled to unit length (ûᵢ = vᵢ/‖vᵢ‖, which changes no reflection) and Y = Ûᵀ,
+ * the product is I − Y·T·Yᵀ where T is upper triangular with T⁻¹ = S = strict upper triangle of YᵀY + ½·I.
+ * So W = I − Ûᵀ·X with S·X = Û — one Gram matrix, one triangular solve and one GEMM instead of n sequential
+ * rank-1 updates, all differentiable in V. The unit scaling keeps S well scaled and makes a reflection with
+ * a single non-zero entry exact (û = ±e, W = diag(…, −1) without rounding), so that such a weight entry,
+ * on which W does not depend, has a numerically zero derivative too. A zero row is the identity: it stays
+ * zero (its norm is replaced by 1 before the square root, so no 0/0 reaches the values or the gradient),
+ * its diagonal entry of S is 1 instead of ½, and its row and column of S are zero, so its row of X is zero.
  */
 export function householderProduct(V: Tensor): Tensor {
   const n = V.shape[0]
   const I = eye(n, { dtype: V.dtype })
-  const gram = linear(V, V) // G[i][j] = vᵢ·vⱼ
-  const norms = V.square().sum(1)
-  const halfNorms = where(norms.gt(0), norms.mul(0.5), 1)
-  const S = gram.add(I.mul(halfNorms.sub(norms)))
-  const X = solveTriangular(S, V, { upper: true })
-  return I.sub(V.t().matmul(X))
+  const norms = V.square().sum(1, true)
+  const nonzero = norms.gt(0)
+  const unit = V.div(where(nonzero, norms, 1).sqrt())
+  const diag = where(nonzero, 0.5, 1).reshape([1, n])
+  // the solver reads only the upper triangle; the diagonal is set exactly (½ or 1), not taken from the Gram matrix
+  const S = linear(unit, unit).mul(I.neg().add(1)).add(I.mul(diag))
+  const X = solveTriangular(S, unit, { upper: true })
+  return I.sub(unit.t().matmul(X))
 }
 
 /** @internal The 0/1 mask of the entries of `weight` that hold reflection vectors (upper triangle). */
@@ -188,9 +192,15 @@ export class HouseholderTransform extends InvertibleModule {
     this.registerBuffer('mask', this.mask, false)
   }
 
-  /** The assembled orthogonal matrix W = H(v₀)·…·H(v_{n−1}) (differentiable in `weight`). */
+  /**
+   * The assembled orthogonal matrix W = H(v₀)·…·H(v_{n−1}) (differentiable in `weight`). A float32 module
+   * assembles it in float64 and rounds once (the n×n work is small next to the batch GEMM), so W is
+   * orthogonal to float32 precision however the reflections are conditioned.
+   */
   matrix(): Tensor {
-    return householderProduct(this.weight.mul(this.mask))
+    const V = this.weight.mul(this.mask)
+    if (V.dtype === 'float64') return householderProduct(V)
+    return householderProduct(V.to({ dtype: 'float64' })).to({ dtype: V.dtype })
   }
 
   /**
