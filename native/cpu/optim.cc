@@ -191,10 +191,9 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
           double a = std::abs(double(g[k]));
           if (inf) {
             if (std::isnan(a) || a > acc) acc = a;  // once NaN, stays NaN (a > NaN is false)
+          } else {
+            acc += p == 2 ? a * a : p == 1 ? a : std::pow(a, p);
           }
-          else if (p == 2) acc += a * a;
-          else if (p == 1) acc += a;
-          else acc += std::pow(a, p);
         }
       });
       partial[static_cast<size_t>(q)] = acc;
