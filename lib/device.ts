@@ -1,21 +1,41 @@
 /**
- * Devices. The CUDA backend is a separate library loaded at run time; until it is present every request for
- * 'cuda' fails with ERR_CUDA_UNAVAILABLE and the reason (never a silent fallback to the CPU).
+ * Devices. The CUDA backend is a separate library (libinnflow_cuda.so) that the addon opens at run time;
+ * `cuda.isAvailable()` says whether it loaded and found a usable driver, device and cuBLAS, and
+ * `cuda.unavailableReason()` says why not. Every request for 'cuda' that cannot be served fails with
+ * ERR_CUDA_UNAVAILABLE and that reason — never a silent fallback to the CPU.
  */
+import { bindingFor } from './binding'
 import { Device } from './dtype'
 import { argumentError, InnflowError } from './errors'
 
-const reason = 'innflow was built without the CUDA backend (no cuda/*.cu kernels in this build)'
+interface CudaBinding {
+  cudaStatus(): { available: boolean; reason: string | null; deviceName: string | null }
+  cudaMemInfo(): { freeBytes: number; totalBytes: number }
+}
+const N = bindingFor<CudaBinding>()
 
-/** The CUDA backend: availability and the reason when it is missing. */
+let status: ReturnType<CudaBinding['cudaStatus']> | null = null
+const cudaStatus = () => (status ??= N.cudaStatus())
+
+/** The CUDA backend: availability, the reason when it is missing, the device. */
 export const cuda = {
-  /** True when CUDA tensors can be created. */
+  /** True when CUDA tensors can be created (a driver, a device and cuBLAS were found). */
   isAvailable(): boolean {
-    return false
+    return cudaStatus().available
   },
   /** Why CUDA is unavailable, or null when it is available. */
   unavailableReason(): string | null {
-    return reason
+    return cudaStatus().reason
+  },
+  /** The name of the CUDA device (ERR_CUDA_UNAVAILABLE without one). */
+  deviceName(): string {
+    const s = cudaStatus()
+    if (!s.available) throw new InnflowError('ERR_CUDA_UNAVAILABLE', `cuda.deviceName: CUDA is unavailable: ${s.reason}`)
+    return s.deviceName as string
+  },
+  /** Free and total device memory in bytes (ERR_CUDA_UNAVAILABLE without a device). */
+  memory(): { freeBytes: number; totalBytes: number } {
+    return N.cudaMemInfo()
   },
 }
 
@@ -26,13 +46,16 @@ export function defaultDevice(): Device {
   throw new InnflowError('ERR_DEVICE', `INNFLOW_DEVICE must be 'cpu' or 'cuda', got '${env}'`)
 }
 
-/** Validates a device request; throws ERR_CUDA_UNAVAILABLE (with the reason) when CUDA cannot be used. */
+/**
+ * Validates a device request; throws ERR_CUDA_UNAVAILABLE (with the reason) when CUDA cannot be used. Device
+ * tensors are not implemented yet, so a usable GPU is still refused, with that reason.
+ */
 export function resolveDevice(fn: string, device: unknown): Device {
   const d = device === undefined ? defaultDevice() : device
   if (d === 'cpu') return 'cpu'
   if (d === 'cuda') {
-    if (!cuda.isAvailable()) throw new InnflowError('ERR_CUDA_UNAVAILABLE', `${fn}: CUDA was requested but is unavailable: ${reason}`)
-    return 'cuda'
+    if (!cuda.isAvailable()) throw new InnflowError('ERR_CUDA_UNAVAILABLE', `${fn}: CUDA was requested but is unavailable: ${cuda.unavailableReason()}`)
+    throw new InnflowError('ERR_CUDA_UNAVAILABLE', `${fn}: CUDA tensors are not implemented yet in this version of innflow (device found: ${cuda.deviceName()})`)
   }
   throw argumentError(fn, 'device', "'cpu' or 'cuda'", device)
 }

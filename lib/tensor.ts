@@ -296,7 +296,10 @@ function withGrad(t: Tensor, opts: TensorOptions | undefined): Tensor {
 }
 
 function checkOptions(fn: string, opts: unknown): TensorOptions {
-  if (opts === undefined) return {}
+  if (opts === undefined) {
+    resolveDevice(fn, undefined) // the default device (INNFLOW_DEVICE) must be usable too
+    return {}
+  }
   if (opts === null || typeof opts !== 'object') throw argumentError(fn, 'opts', 'an options object', opts)
   const o = opts as TensorOptions
   if (o.requiresGrad !== undefined && typeof o.requiresGrad !== 'boolean') throw argumentError(fn, 'opts.requiresGrad', 'a boolean', o.requiresGrad)

@@ -67,6 +67,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   defineFunction(env, exports, "setNumThreads", SetNumThreads);
   defineFunction(env, exports, "getNumThreads", GetNumThreads);
   registerTensor(env, exports);
+  registerCuda(env, exports);
   registerRandom(env, exports);
   registerElementwise(env, exports);
   registerReduce(env, exports);

@@ -4,6 +4,7 @@
 
 namespace innflow {
 void registerTensor(Napi::Env env, Napi::Object exports);       // native/tensor.cc
+void registerCuda(Napi::Env env, Napi::Object exports);         // native/cuda_loader.cc (the CUDA backend library)
 void registerRandom(Napi::Env env, Napi::Object exports);       // native/cpu/random.cc
 void registerElementwise(Napi::Env env, Napi::Object exports);  // native/cpu/elementwise.cc
 void registerReduce(Napi::Env env, Napi::Object exports);       // native/cpu/reduce.cc

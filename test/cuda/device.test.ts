@@ -1,0 +1,43 @@
+/**
+ * The CUDA backend library loads (or its absence is explained) on any machine; on a machine without a GPU
+ * every CUDA request fails with ERR_CUDA_UNAVAILABLE and a specific reason.
+ */
+import { cuda, tensor, zeros } from '../../lib'
+import { expectCode } from '../helpers'
+
+describe('CUDA availability', () => {
+  test('isAvailable and unavailableReason agree; the reason names the missing piece', () => {
+    const available = cuda.isAvailable()
+    const reason = cuda.unavailableReason()
+    if (available) {
+      expect(reason).toBeNull()
+      expect(cuda.deviceName().length).toBeGreaterThan(0)
+      expect(cuda.memory().totalBytes).toBeGreaterThan(0)
+    } else {
+      expect(reason).toMatch(/CUDA|cuBLAS/)
+      expect(reason).toMatch(/driver|device|built without|could not be loaded|cuBLAS/)
+      expectCode(() => cuda.deviceName(), 'ERR_CUDA_UNAVAILABLE')
+      expectCode(() => cuda.memory(), 'ERR_CUDA_UNAVAILABLE')
+    }
+  })
+
+  test('CUDA tensors are refused with the reason, never created on the CPU instead', () => {
+    expectCode(() => zeros([2], { device: 'cuda' }), 'ERR_CUDA_UNAVAILABLE')
+    const t = tensor([1, 2])
+    expectCode(() => t.to({ device: 'cuda' }), 'ERR_CUDA_UNAVAILABLE')
+    t.dispose()
+  })
+
+  test('INNFLOW_DEVICE selects the default device and is validated', () => {
+    const saved = process.env.INNFLOW_DEVICE
+    try {
+      process.env.INNFLOW_DEVICE = 'cuda'
+      expectCode(() => zeros([1]), 'ERR_CUDA_UNAVAILABLE')
+      process.env.INNFLOW_DEVICE = 'tpu'
+      expectCode(() => zeros([1]), 'ERR_DEVICE')
+    } finally {
+      if (saved === undefined) delete process.env.INNFLOW_DEVICE
+      else process.env.INNFLOW_DEVICE = saved
+    }
+  })
+})
