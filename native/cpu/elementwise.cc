@@ -33,7 +33,8 @@ enum BinaryOp : int { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAXIMUM, B_MINIMUM, B
 static const char* kBinaryNames[B_COUNT] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
                                             "atan2", "gt", "lt", "ge", "le", "eq", "ne"};
 
-static constexpr int64_t kGrain = 16384;
+// Below ~64k elements waking the pool costs more than the work: small tensors stay on the calling thread.
+static constexpr int64_t kGrain = 65536;
 
 // ------------------------------------------------------------------------------------------------ unary
 

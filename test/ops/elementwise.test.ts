@@ -151,3 +151,54 @@ describe('binary ops with broadcasting', () => {
     })
   })
 })
+
+describe('large tensors split across threads (chunks start in the middle of rows)', () => {
+  test.each([
+    [[3, 70001], [70001]],
+    [[70001, 3], [70001, 1]],
+    [[2, 50021, 3], [1, 50021, 1]],
+  ])('broadcast add and its backward, %j with %j', (as, bs) => {
+    tidy(() => {
+      const a = randomValues(numel(as), 21)
+      const b = randomValues(numel(bs), 22)
+      const { out, res } = broadcastRef(a, as, b, bs, (x, y) => x * y + x)
+      const ta = tensor(a, as, { dtype: 'float64', requiresGrad: true })
+      const tb = tensor(b, bs, { dtype: 'float64', requiresGrad: true })
+      const y = ta.mul(tb).add(ta)
+      expect(y.shape).toEqual(out)
+      expectClose(y, res, 1e-15)
+      y.sum().backward()
+      // d/da = b + 1 broadcast; d/db = Σ over broadcast copies of a
+      const { res: gaRef } = broadcastRef(a, as, b, bs, (_x, yv) => yv + 1)
+      expectClose(ta.grad as Tensor, gaRef, 1e-14)
+      const gb = new Array<number>(numel(bs)).fill(0)
+      const nd = out.length
+      const pb = [...Array(nd - bs.length).fill(1), ...bs]
+      for (let i = 0; i < res.length; i++) {
+        let rem = i
+        let ib = 0
+        let sb = 1
+        for (let d = nd - 1; d >= 0; d--) {
+          const idx = rem % out[d]
+          rem = Math.floor(rem / out[d])
+          ib += (pb[d] === 1 ? 0 : idx) * sb
+          sb *= pb[d]
+        }
+        let ia = 0
+        let sa = 1
+        rem = i
+        const pa = [...Array(nd - as.length).fill(1), ...as]
+        for (let d = nd - 1; d >= 0; d--) {
+          const idx = rem % out[d]
+          rem = Math.floor(rem / out[d])
+          ia += (pa[d] === 1 ? 0 : idx) * sa
+          sa *= pa[d]
+        }
+        gb[ib] += a[ia]
+      }
+      expectClose(tb.grad as Tensor, gb, 1e-12)
+      const unary = ta.tanh()
+      expectClose(unary, a.map(Math.tanh), 1e-15)
+    })
+  })
+})
