@@ -27,14 +27,14 @@
  * inn.append(InvertibleConv1x1)                 // LU-parameterised
  * inn.append(InvertibleConv1x1, { lu: false })  // W learned directly
  */
-import { isGradEnabled, noGrad, record } from '../autograd/tape'
+import { noGrad } from '../autograd/tape'
 import { getDefaultDtype } from '../dtype'
 import { argumentError, InnflowError } from '../errors'
 import * as linalg from '../ops/linalg'
 import { linear } from '../ops/matmul'
 import { luConvWeight } from '../ops/lu-conv'
 import { tidy } from '../scope'
-import { checkTensor, eye, fromHandle, randn, tensor, Tensor } from '../tensor'
+import { eye, randn, tensor, Tensor } from '../tensor'
 import { checkOptionKeys, Dims, dimsString, InvertibleModule, InvertibleModuleOptions, ModuleOutput } from './base'
 
 /** Options of {@link InvertibleConv1x1}. */

@@ -1,4 +1,4 @@
-import { getDefaultDtype, manualSeed, modules, setDefaultDtype, tensor, Tensor, tidy } from '../../lib'
+import { getDefaultDtype, manualSeed, modules, setDefaultDtype, tensor, tidy } from '../../lib'
 import { expectClose, expectCode, gradCheck, input, numel, randomValues } from '../helpers'
 import { checkInvertibleModule } from './module-check'
 
