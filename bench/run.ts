@@ -11,7 +11,8 @@ import * as path from 'node:path'
 import { cuda, GraphINN, manualSeed, memory, noGrad, optim, SequenceINN, setNumThreads, Tensor, tidy } from '../lib'
 import { freiaParameterCount, Workload, workloads } from './workloads'
 
-interface Row {
+/** One row of the bench table (pinned format, read by other tools). */
+export interface Row {
   workload: string
   device: string
   precision: string
@@ -26,7 +27,8 @@ interface Row {
   ratio: number | null
 }
 
-function parseArgs(argv: string[]) {
+/** Parses the pinned command line. */
+export function parseArgs(argv: string[]) {
   const get = (name: string): string | undefined => {
     const i = argv.indexOf(`--${name}`)
     return i >= 0 ? argv[i + 1] : undefined
@@ -36,6 +38,7 @@ function parseArgs(argv: string[]) {
   const precision = get('precision') ?? 'highest'
   if (!['highest', 'high', 'medium'].includes(precision)) throw new Error(`--precision must be highest, high or medium`)
   const steps = Number(get('steps') ?? 30)
+  if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be a positive integer`)
   const threads = get('threads') === undefined ? undefined : Number(get('threads'))
   const names = get('workloads')?.split(',')
   return { device, precision, steps, threads, names, json: get('json') }
@@ -110,25 +113,35 @@ function runWorkload(w: Workload, device: string, precision: string, steps: numb
   }
 }
 
-function main(): void {
-  const args = parseArgs(process.argv.slice(2))
+/** Runs the selected workloads; prints the table through `log`; returns the pinned JSON object. */
+export function runBench(argv: string[], log: (line: string) => void = console.log): { device: string; rows: Row[] } {
+  const args = parseArgs(argv)
   if (args.device === 'cuda' && !cuda.isAvailable()) throw new Error(`--device cuda: ${cuda.unavailableReason()}`)
   if (args.threads !== undefined) setNumThreads(args.threads)
-  const reference = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'bench', 'reference.json'), 'utf8')) as Record<string, unknown>
+  const reference = JSON.parse(fs.readFileSync(referencePath(), 'utf8')) as Record<string, unknown>
   const selected = args.names ? workloads.filter((w) => args.names!.includes(w.name)) : workloads.filter((w) => w.name !== 'tabular64x64-b4096' || args.device === 'cuda')
   if (args.names && selected.length !== args.names.length) throw new Error(`unknown workload in ${args.names.join(',')}; known: ${workloads.map((w) => w.name).join(', ')}`)
   const rows: Row[] = []
   const header = ['workload', 'batch', 'params', 'train ms', 'samples/s', 'fwd ms', 'rev ms', 'peak MiB', 'ref ms', 'ratio']
-  console.log(header.join('\t'))
+  log(header.join('\t'))
   for (const w of selected) {
     const r = runWorkload(w, args.device, args.precision, args.steps, reference)
     rows.push(r)
-    console.log(
+    log(
       [r.workload, r.batch, r.params, r.trainStepMs.toFixed(2), r.samplesPerSec.toFixed(0), r.forwardMs.toFixed(2), r.reverseMs.toFixed(2), r.peakMemMiB.toFixed(1), r.referenceMs ?? '-', r.ratio?.toFixed(2) ?? '-'].join('\t'),
     )
   }
   const out = { device: args.device, rows }
   if (args.json) fs.writeFileSync(args.json, JSON.stringify(out, null, 2))
+  return out
 }
 
-main()
+/** bench/reference.json, from the sources (ts-jest) or from dist/bench. */
+function referencePath(): string {
+  const candidates = [path.join(__dirname, 'reference.json'), path.join(__dirname, '..', '..', 'bench', 'reference.json')]
+  const found = candidates.find((p) => fs.existsSync(p))
+  if (!found) throw new Error(`bench/reference.json not found (looked in ${candidates.join(', ')})`)
+  return found
+}
+
+if (require.main === module) runBench(process.argv.slice(2))

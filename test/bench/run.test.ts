@@ -1,0 +1,35 @@
+/** The bench's pinned command line and JSON format (DESIGN.md, "Benchmarks"). */
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { parseArgs, runBench } from '../../bench/run'
+
+test('command line: defaults and every pinned flag', () => {
+  expect(parseArgs([])).toMatchObject({ device: 'cpu', precision: 'highest', steps: 30 })
+  expect(parseArgs(['--device', 'cuda', '--workloads', 'a,b', '--steps', '5', '--threads', '2', '--precision', 'high', '--json', 'f.json'])).toEqual({
+    device: 'cuda', names: ['a', 'b'], steps: 5, threads: 2, precision: 'high', json: 'f.json',
+  })
+  expect(() => parseArgs(['--device', 'tpu'])).toThrow(/--device/)
+  expect(() => parseArgs(['--precision', 'low'])).toThrow(/--precision/)
+  expect(() => parseArgs(['--steps', '0'])).toThrow(/--steps/)
+})
+
+test('a short run writes the pinned JSON rows with the reference and the ratio', () => {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'innflow-bench-')), 'bench.json')
+  const lines: string[] = []
+  const result = runBench(['--workloads', 'moons-b256', '--steps', '2', '--json', file], (l) => lines.push(l))
+  const json = JSON.parse(fs.readFileSync(file, 'utf8'))
+  expect(json).toEqual(JSON.parse(JSON.stringify(result)))
+  expect(json.device).toBe('cpu')
+  expect(json.rows).toHaveLength(1)
+  const row = json.rows[0]
+  expect(Object.keys(row).sort()).toEqual(
+    ['workload', 'device', 'precision', 'batch', 'params', 'trainStepMs', 'samplesPerSec', 'forwardMs', 'reverseMs', 'peakMemMiB', 'referenceMs', 'ratio'].sort(),
+  )
+  expect(row).toMatchObject({ workload: 'moons-b256', device: 'cpu', precision: 'highest', batch: 256, params: 16496, referenceMs: 7.33 })
+  expect(row.trainStepMs).toBeGreaterThan(0)
+  expect(row.ratio).toBeCloseTo(7.33 / row.trainStepMs, 10)
+  expect(lines[1]).toMatch(/^moons-b256\t256\t16496\t/)
+  expect(() => runBench(['--workloads', 'nope'], () => undefined)).toThrow(/unknown workload/)
+  expect(() => runBench(['--device', 'cuda'], () => undefined)).toThrow(/--device cuda/)
+})
