@@ -1,24 +1,12 @@
 import { getDefaultDtype, modules, nn, setDefaultDtype, tensor, tidy } from '../../lib'
 import { expectClose, expectCode, randomValues } from '../helpers'
 import { checkInvertibleModule } from './module-check'
+import { linearNet, mlp, convNet, toRows, linearRef, Rows } from './coupling-reference'
 
 const { NICECouplingBlock } = modules
 
-const linearNet = (cIn: number, cOut: number) => new nn.Linear(cIn, cOut)
-const mlp = (width: number) => (cIn: number, cOut: number) => new nn.Sequential(new nn.Linear(cIn, width), new nn.Tanh(), new nn.Linear(width, cOut))
-const convNet = (width: number) => (cIn: number, cOut: number) =>
-  new nn.Sequential(new nn.Conv2d(cIn, width, 3, { padding: 1 }), new nn.Tanh(), new nn.Conv2d(width, cOut, 3, { padding: 1 }))
 
 // ---------------------------------------------------------------- plain-loop float64 reference (1-D, Linear subnets)
-type Rows = number[][]
-const toRows = (v: ArrayLike<number>, b: number): Rows => Array.from({ length: b }, (_, i) => Array.from(v).slice((i * v.length) / b, ((i + 1) * v.length) / b))
-function linearRef(lin: nn.Module, x: Rows): Rows {
-  const l = lin as nn.Linear
-  const w = l.weight.toArray()
-  const bias = l.bias!.toArray()
-  const [o, k] = l.weight.shape
-  return x.map((row) => Array.from({ length: o }, (_, r) => bias[r] + row.reduce((a, v, j) => a + w[r * k + j] * v, 0)))
-}
 
 /** NICE in loops: y1 = x1 + F(x2 ⊕ c), y2 = x2 + G(y1 ⊕ c); reverse subtracts in the opposite order. */
 function niceRef(m: InstanceType<typeof NICECouplingBlock>, x: Rows, c: Rows | null, rev: boolean): Rows {

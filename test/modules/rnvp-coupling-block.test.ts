@@ -2,29 +2,12 @@ import { getDefaultDtype, modules, nn, setDefaultDtype, tensor, Tensor, tidy } f
 import { ClampActivation } from '../../lib/modules/coupling-base'
 import { expectClose, expectCode, randomValues } from '../helpers'
 import { checkInvertibleModule } from './module-check'
+import { linearNet, mlp, convNet, toRows, linearRef, clampRef, Rows } from './coupling-reference'
 
 const { RNVPCouplingBlock } = modules
 
-const linearNet = (cIn: number, cOut: number) => new nn.Linear(cIn, cOut)
-const mlp = (width: number) => (cIn: number, cOut: number) => new nn.Sequential(new nn.Linear(cIn, width), new nn.Tanh(), new nn.Linear(width, cOut))
-const convNet = (width: number) => (cIn: number, cOut: number) =>
-  new nn.Sequential(new nn.Conv2d(cIn, width, 3, { padding: 1 }), new nn.Tanh(), new nn.Conv2d(width, cOut, 3, { padding: 1 }))
 
 // ---------------------------------------------------------------- plain-loop float64 reference (1-D, Linear subnets)
-type Rows = number[][]
-const toRows = (v: ArrayLike<number>, b: number): Rows => Array.from({ length: b }, (_, i) => Array.from(v).slice((i * v.length) / b, ((i + 1) * v.length) / b))
-function linearRef(lin: nn.Module, x: Rows): Rows {
-  const l = lin as nn.Linear
-  const w = l.weight.toArray()
-  const bias = l.bias!.toArray()
-  const [o, k] = l.weight.shape
-  return x.map((row) => Array.from({ length: o }, (_, r) => bias[r] + row.reduce((a, v, j) => a + w[r * k + j] * v, 0)))
-}
-const clampRef: Record<string, (u: number) => number> = {
-  ATAN: (u) => 0.636 * Math.atan(u),
-  TANH: Math.tanh,
-  SIGMOID: (u) => 2 * (1 / (1 + Math.exp(-u)) - 0.5),
-}
 
 /** Real NVP's two-sided scheme in loops: scale and shift from separate subnets. */
 function rnvpRef(m: InstanceType<typeof RNVPCouplingBlock>, x: Rows, c: Rows | null, rev: boolean, act = 'ATAN'): [Rows, number[]] {
