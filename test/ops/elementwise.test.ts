@@ -154,9 +154,9 @@ describe('binary ops with broadcasting', () => {
 
 describe('large tensors split across threads (chunks start in the middle of rows)', () => {
   test.each([
-    [[3, 70001], [70001]],
-    [[70001, 3], [70001, 1]],
-    [[2, 50021, 3], [1, 50021, 1]],
+    [[3, 200003], [200003]],
+    [[200003, 3], [200003, 1]],
+    [[2, 150001, 3], [1, 150001, 1]],
   ])('broadcast add and its backward, %j with %j', (as, bs) => {
     tidy(() => {
       const a = randomValues(numel(as), 21)
