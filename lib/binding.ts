@@ -11,6 +11,7 @@ export interface NativeTensor {
   readonly __nativeTensor: never
   shape(): number[]
   dtype(): 'float32' | 'float64'
+  device(): 'cpu' | 'cuda'
   readInto(out: Float32Array | Float64Array): void
   item(): number
   dispose(): void
@@ -23,17 +24,18 @@ export interface CoreBinding {
   setErrorClass(cls: typeof InnflowError): void
   setNumThreads(n: number): void
   getNumThreads(): number
-  fromArray(values: number[] | Float32Array | Float64Array, shape: readonly number[], dtype: string): NativeTensor
-  full(shape: readonly number[], value: number, dtype: string): NativeTensor
+  fromArray(values: number[] | Float32Array | Float64Array, shape: readonly number[], dtype: string, device?: string): NativeTensor
+  full(shape: readonly number[], value: number, dtype: string, device?: string): NativeTensor
+  toDevice(x: NativeTensor, device: string): NativeTensor
   cast(x: NativeTensor, dtype: string): NativeTensor
   copyInto(dst: NativeTensor, src: NativeTensor): void
   reshape(x: NativeTensor, shape: readonly number[]): NativeTensor
-  memory(): { tensors: number; storages: number; bytes: number; cachedBytes: number }
+  memory(): { tensors: number; storages: number; bytes: number; cachedBytes: number; cudaStorages: number; cudaBytes: number }
   emptyCache(): void
   manualSeed(seed: number): void
-  rand(shape: readonly number[], dtype: string): NativeTensor
-  randn(shape: readonly number[], dtype: string): NativeTensor
-  randperm(n: number, dtype: string): NativeTensor
+  rand(shape: readonly number[], dtype: string, device?: string): NativeTensor
+  randn(shape: readonly number[], dtype: string, device?: string): NativeTensor
+  randperm(n: number, dtype: string, device?: string): NativeTensor
 }
 
 function packageRoot(): string {

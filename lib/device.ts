@@ -10,7 +10,8 @@ import { argumentError, InnflowError } from './errors'
 
 interface CudaBinding {
   cudaStatus(): { available: boolean; reason: string | null; deviceName: string | null }
-  cudaMemInfo(): { freeBytes: number; totalBytes: number }
+  cudaMemInfo(): { freeBytes: number; totalBytes: number; usedBytes: number; reservedBytes: number }
+  cudaSynchronize(): void
 }
 const N = bindingFor<CudaBinding>()
 
@@ -33,9 +34,16 @@ export const cuda = {
     if (!s.available) throw new InnflowError('ERR_CUDA_UNAVAILABLE', `cuda.deviceName: CUDA is unavailable: ${s.reason}`)
     return s.deviceName as string
   },
-  /** Free and total device memory in bytes (ERR_CUDA_UNAVAILABLE without a device). */
-  memory(): { freeBytes: number; totalBytes: number } {
+  /**
+   * Device memory in bytes (ERR_CUDA_UNAVAILABLE without a device): free and total as the driver reports them,
+   * `usedBytes` held by live tensors, `reservedBytes` held by innflow's caching pool (released by `emptyCache()`).
+   */
+  memory(): { freeBytes: number; totalBytes: number; usedBytes: number; reservedBytes: number } {
     return N.cudaMemInfo()
+  },
+  /** Waits until every queued GPU operation has finished (for timing; reading a value waits by itself). */
+  synchronize(): void {
+    N.cudaSynchronize()
   },
 }
 
@@ -46,16 +54,13 @@ export function defaultDevice(): Device {
   throw new InnflowError('ERR_DEVICE', `INNFLOW_DEVICE must be 'cpu' or 'cuda', got '${env}'`)
 }
 
-/**
- * Validates a device request; throws ERR_CUDA_UNAVAILABLE (with the reason) when CUDA cannot be used. Device
- * tensors are not implemented yet, so a usable GPU is still refused, with that reason.
- */
+/** Validates a device request; throws ERR_CUDA_UNAVAILABLE (with the reason) when CUDA cannot be used. */
 export function resolveDevice(fn: string, device: unknown): Device {
   const d = device === undefined ? defaultDevice() : device
   if (d === 'cpu') return 'cpu'
   if (d === 'cuda') {
     if (!cuda.isAvailable()) throw new InnflowError('ERR_CUDA_UNAVAILABLE', `${fn}: CUDA was requested but is unavailable: ${cuda.unavailableReason()}`)
-    throw new InnflowError('ERR_CUDA_UNAVAILABLE', `${fn}: CUDA tensors are not implemented yet in this version of innflow (device found: ${cuda.deviceName()})`)
+    return 'cuda'
   }
   throw argumentError(fn, 'device', "'cpu' or 'cuda'", device)
 }

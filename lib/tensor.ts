@@ -53,6 +53,7 @@ export class Tensor {
     this._handle = handle
     this.shape = Object.freeze(handle.shape())
     this.dtype = handle.dtype()
+    this.device = handle.device()
     track(this)
   }
 
@@ -106,6 +107,7 @@ export class Tensor {
     this._handle = h
     ;(this as { shape: readonly number[] }).shape = Object.freeze(h.shape())
     ;(this as { dtype: DType }).dtype = h.dtype()
+    ;(this as { device: Device }).device = h.device()
   }
   /** @internal */
   _setGrad(g: Tensor): void {
@@ -167,7 +169,7 @@ export class Tensor {
     if (!this._requiresGrad) throw new InnflowError('ERR_ARGUMENT', 'backward: this tensor does not require grad (no input had requiresGrad = true)')
     if (grad === undefined) {
       if (this.size !== 1) throw new InnflowError('ERR_SHAPE', `backward: a gradient must be given for a tensor of shape [${this.shape}] (only one-element tensors get an implicit 1)`)
-      const one = full(this.shape as number[], 1, { dtype: this.dtype })
+      const one = full(this.shape as number[], 1, { dtype: this.dtype, device: this.device })
       try {
         runBackward(this, one)
       } finally {
@@ -178,6 +180,7 @@ export class Tensor {
     if (!(grad instanceof Tensor)) throw argumentError('backward', 'grad', 'a Tensor', grad)
     if (grad.shape.join() !== this.shape.join()) throw new InnflowError('ERR_SHAPE', `backward: grad shape [${grad.shape}] does not match [${this.shape}]`)
     if (grad.dtype !== this.dtype) throw new InnflowError('ERR_DTYPE', `backward: grad dtype ${grad.dtype} does not match ${this.dtype}`)
+    if (grad.device !== this.device) throw new InnflowError('ERR_DEVICE', `backward: grad is on ${grad.device} but the tensor is on ${this.device}`)
     runBackward(this, grad)
   }
 
@@ -192,9 +195,10 @@ export class Tensor {
   /** Converts dtype (differentiable) and/or device. Returns this tensor when nothing changes. */
   to(opts: { dtype?: DType; device?: Device }): Tensor {
     if (opts === null || typeof opts !== 'object') throw argumentError('to', 'opts', '{ dtype?, device? }', opts)
-    resolveDevice('to', opts.device ?? this.device)
+    const device = resolveDevice('to', opts.device ?? this.device)
     const dtype = resolveDtype('to', opts.dtype ?? this.dtype)
-    return dtype === this.dtype ? this : V.cast(this, dtype)
+    const moved = device === this.device ? this : V.toDevice(this, device)
+    return dtype === this.dtype ? moved : V.cast(moved, dtype)
   }
 
   // ---- elementwise
@@ -320,14 +324,14 @@ export function tensor(values: number[] | Float32Array | Float64Array, shape?: n
   const n = s.reduce((a, b) => a * b, 1)
   if ((values as ArrayLike<number>).length !== n)
     throw new InnflowError('ERR_SHAPE', `tensor: ${(values as ArrayLike<number>).length} values do not fill shape [${s.join(', ')}] (${n} elements)`)
-  return withGrad(new Tensor(core.fromArray(values, s, dtype)), o)
+  return withGrad(new Tensor(core.fromArray(values, s, dtype, resolveDevice('tensor', o.device))), o)
 }
 
 /** A tensor filled with `value`. */
 export function full(shape: number[], value: number, opts?: TensorOptions): Tensor {
   const o = checkOptions('full', opts)
   if (typeof value !== 'number') throw argumentError('full', 'value', 'a number', value)
-  return withGrad(new Tensor(core.full(checkShape('full', shape), value, resolveDtype('full', o.dtype))), o)
+  return withGrad(new Tensor(core.full(checkShape('full', shape), value, resolveDtype('full', o.dtype), resolveDevice('full', o.device))), o)
 }
 /** A tensor of zeros. */
 export function zeros(shape: number[], opts?: TensorOptions): Tensor {
@@ -337,13 +341,13 @@ export function zeros(shape: number[], opts?: TensorOptions): Tensor {
 export function ones(shape: number[], opts?: TensorOptions): Tensor {
   return full(shape, 1, opts)
 }
-/** Zeros shaped and typed like t. */
+/** Zeros shaped, typed and placed like t. */
 export function zerosLike(t: Tensor): Tensor {
-  return full(t.shape as number[], 0, { dtype: t.dtype })
+  return full(t.shape as number[], 0, { dtype: t.dtype, device: t.device })
 }
-/** Ones shaped and typed like t. */
+/** Ones shaped, typed and placed like t. */
 export function onesLike(t: Tensor): Tensor {
-  return full(t.shape as number[], 1, { dtype: t.dtype })
+  return full(t.shape as number[], 1, { dtype: t.dtype, device: t.device })
 }
 /** The n×n identity matrix. */
 export function eye(n: number, opts?: TensorOptions): Tensor {
@@ -366,18 +370,18 @@ export function manualSeed(seed: number): void {
 /** Uniform samples in (0, 1). */
 export function rand(shape: number[], opts?: TensorOptions): Tensor {
   const o = checkOptions('rand', opts)
-  return withGrad(new Tensor(core.rand(checkShape('rand', shape), resolveDtype('rand', o.dtype))), o)
+  return withGrad(new Tensor(core.rand(checkShape('rand', shape), resolveDtype('rand', o.dtype), resolveDevice('rand', o.device))), o)
 }
 /** Standard normal samples. */
 export function randn(shape: number[], opts?: TensorOptions): Tensor {
   const o = checkOptions('randn', opts)
-  return withGrad(new Tensor(core.randn(checkShape('randn', shape), resolveDtype('randn', o.dtype))), o)
+  return withGrad(new Tensor(core.randn(checkShape('randn', shape), resolveDtype('randn', o.dtype), resolveDevice('randn', o.device))), o)
 }
 /** A random permutation of 0..n-1 (as float values of the default dtype). */
 export function randperm(n: number, opts?: TensorOptions): Tensor {
   const o = checkOptions('randperm', opts)
   if (!Number.isInteger(n) || n < 0) throw argumentError('randperm', 'n', 'a non-negative integer', n)
-  return new Tensor(core.randperm(n, resolveDtype('randperm', o.dtype)))
+  return new Tensor(core.randperm(n, resolveDtype('randperm', o.dtype), resolveDevice('randperm', o.device)))
 }
 
 /** Sets the number of CPU threads the kernels use (default: INNFLOW_NUM_THREADS or all cores). */

@@ -20,11 +20,16 @@ using Shape = std::vector<int64_t>;
 int64_t numelOf(const Shape& s);
 std::string shapeString(const Shape& s);
 
-// A block of host memory taken from the caching allocator; shared by a tensor and its reshaped views.
+// Where a tensor's memory lives. CUDA memory comes from the backend library's stream-ordered pool.
+enum class Device : int { CPU = 0, CUDA = 1 };
+inline const char* deviceName(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+
+// A block of memory taken from the caching allocator of its device; shared by a tensor and its reshaped views.
 struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
-  explicit Storage(size_t bytes);
+  Device device = Device::CPU;
+  explicit Storage(size_t bytes, Device device = Device::CPU);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -38,11 +43,16 @@ struct Tensor {
   int64_t numel() const { return numelOf(shape); }
   int64_t dim() const { return static_cast<int64_t>(shape.size()); }
   template <class T> T* data() const { return static_cast<T*>(storage->data); }
+  void* raw() const { return storage->data; }
+  Device device() const { return storage ? storage->device : Device::CPU; }
+  bool onCuda() const { return device() == Device::CUDA; }
 };
 
 // Allocates an uninitialised contiguous tensor.
-Tensor emptyTensor(const Shape& shape, DType dtype);
-Tensor zerosTensor(const Shape& shape, DType dtype);
+Tensor emptyTensor(const Shape& shape, DType dtype, Device device = Device::CPU);
+Tensor zerosTensor(const Shape& shape, DType dtype, Device device = Device::CPU);
+// An uninitialised tensor on x's device.
+inline Tensor emptyLike(const Shape& shape, DType dtype, const Tensor& x) { return emptyTensor(shape, dtype, x.device()); }
 
 // The error every native entry point throws; becomes an InnflowError with `code` in JavaScript.
 struct NativeError : std::runtime_error {
@@ -79,6 +89,8 @@ Napi::Value wrapOrNull(Napi::Env env, const Tensor* t);
   } while (0)
 
 void requireSameDtype(const Tensor& a, const Tensor& b, const char* op);
+// ERR_DEVICE unless a and b live on the same device (no op moves data between devices implicitly).
+void requireSameDevice(const Tensor& a, const Tensor& b, const char* op);
 
 // Runs f, turning a NativeError (or any C++ exception) into a JavaScript InnflowError with its code.
 Napi::Value guarded(Napi::Env env, const std::function<Napi::Value()>& f);

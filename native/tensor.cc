@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common.h"
+#include "cuda.h"
 #include "tensor_handle.h"
 
 namespace innflow {
@@ -88,8 +89,28 @@ Allocator& allocator() {
 int64_t liveHandles = 0;
 }  // namespace
 
-Storage::Storage(size_t nbytes) { data = allocator().take(nbytes, &bytes); }
-Storage::~Storage() { allocator().give(data, bytes); }
+int64_t liveCudaBytes = 0;
+int64_t liveCudaStorages = 0;
+
+Storage::Storage(size_t nbytes, Device dev) : device(dev) {
+  if (dev == Device::CPU) {
+    data = allocator().take(nbytes, &bytes);
+    return;
+  }
+  data = cudaAllocate(nbytes);
+  bytes = nbytes;
+  liveCudaBytes += int64_t(nbytes);
+  liveCudaStorages++;
+}
+Storage::~Storage() {
+  if (device == Device::CPU) {
+    allocator().give(data, bytes);
+    return;
+  }
+  cudaRelease(data);
+  liveCudaBytes -= int64_t(bytes);
+  liveCudaStorages--;
+}
 
 int64_t numelOf(const Shape& s) {
   int64_t n = 1;
@@ -105,25 +126,52 @@ std::string shapeString(const Shape& s) {
   return o.str();
 }
 
-Tensor emptyTensor(const Shape& shape, DType dtype) {
+Tensor emptyTensor(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape)
     if (d < 0) fail("ERR_SHAPE", "negative dimension in shape " + shapeString(shape));
   Tensor t;
   t.shape = shape;
   t.dtype = dtype;
-  t.storage = std::make_shared<Storage>(static_cast<size_t>(numelOf(shape)) * dtypeSize(dtype));
+  t.storage = std::make_shared<Storage>(static_cast<size_t>(numelOf(shape)) * dtypeSize(dtype), device);
   return t;
 }
 
-Tensor zerosTensor(const Shape& shape, DType dtype) {
-  Tensor t = emptyTensor(shape, dtype);
-  std::memset(t.storage->data, 0, static_cast<size_t>(t.numel()) * dtypeSize(dtype));
+Tensor zerosTensor(const Shape& shape, DType dtype, Device device) {
+  Tensor t = emptyTensor(shape, dtype, device);
+  if (device == Device::CUDA)
+    cudaFill(dtype, t.raw(), t.numel(), 0.0);
+  else
+    std::memset(t.storage->data, 0, static_cast<size_t>(t.numel()) * dtypeSize(dtype));
   return t;
+}
+
+void requireSameDevice(const Tensor& a, const Tensor& b, const char* op) {
+  if (a.device() != b.device())
+    fail("ERR_DEVICE", std::string(op) + ": tensors are on different devices (" + deviceName(a.device()) + " and " +
+                           deviceName(b.device()) + "); move one with .to({ device })");
 }
 
 void requireSameDtype(const Tensor& a, const Tensor& b, const char* op) {
   if (a.dtype != b.dtype)
     fail("ERR_DTYPE", std::string(op) + ": dtypes differ (" + dtypeName(a.dtype) + " and " + dtypeName(b.dtype) + ")");
+}
+
+// The tensor itself when it is on the CPU, else a host copy (this is where reading a device tensor waits for it).
+static Tensor onHost(const Tensor& t) {
+  if (!t.onCuda()) return t;
+  Tensor h = emptyTensor(t.shape, t.dtype);
+  cudaCopy(h.raw(), t.raw(), size_t(t.numel()) * dtypeSize(t.dtype), INNFLOW_COPY_D2H);
+  return h;
+}
+
+// A copy of t on `device` (same dtype).
+static Tensor copyToDevice(const Tensor& t, Device device) {
+  Tensor y = emptyTensor(t.shape, t.dtype, device);
+  size_t bytes = size_t(t.numel()) * dtypeSize(t.dtype);
+  if (bytes == 0) return y;
+  if (!t.onCuda() && device == Device::CPU) std::memcpy(y.raw(), t.raw(), bytes);
+  else cudaCopy(y.raw(), t.raw(), bytes, !t.onCuda() ? INNFLOW_COPY_H2D : device == Device::CPU ? INNFLOW_COPY_D2H : INNFLOW_COPY_D2D);
+  return y;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -135,6 +183,7 @@ Napi::Function TensorHandle::Init(Napi::Env env) {
   Napi::Function cls = DefineClass(env, "TensorHandle",
                                    {InstanceMethod("shape", &TensorHandle::GetShape),
                                     InstanceMethod("dtype", &TensorHandle::GetDtype),
+                                    InstanceMethod("device", &TensorHandle::GetDevice),
                                     InstanceMethod("toArray", &TensorHandle::ToArray),
                                     InstanceMethod("readInto", &TensorHandle::ReadInto),
                                     InstanceMethod("item", &TensorHandle::Item),
@@ -181,9 +230,12 @@ Napi::Value TensorHandle::GetShape(const Napi::CallbackInfo& info) {
 Napi::Value TensorHandle::GetDtype(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtypeName(get("dtype").dtype)); });
 }
+Napi::Value TensorHandle::GetDevice(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), deviceName(get("device").device())); });
+}
 Napi::Value TensorHandle::ToArray(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    const Tensor& t = get("toArray");
+    const Tensor t = onHost(get("toArray"));
     size_t n = static_cast<size_t>(t.numel());
     if (t.dtype == DType::F32) {
       auto arr = Napi::Float32Array::New(info.Env(), n);
@@ -198,25 +250,27 @@ Napi::Value TensorHandle::ToArray(const Napi::CallbackInfo& info) {
 // Copies the values into a Float32Array/Float64Array that JavaScript made (so it belongs to the caller's realm).
 Napi::Value TensorHandle::ReadInto(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    const Tensor& t = get("toArray");
-    size_t n = static_cast<size_t>(t.numel());
+    const Tensor& dev = get("toArray");
+    size_t n = static_cast<size_t>(dev.numel());
     bool ok = info.Length() > 0 && info[0].IsTypedArray();
     if (ok) {
       Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
-      napi_typedarray_type want = t.dtype == DType::F32 ? napi_float32_array : napi_float64_array;
+      napi_typedarray_type want = dev.dtype == DType::F32 ? napi_float32_array : napi_float64_array;
       ok = ta.TypedArrayType() == want && ta.ElementLength() == n;
     }
     if (!ok) fail("ERR_ARGUMENT", "readInto: expected a typed array of the tensor's dtype and length");
-    if (n) std::memcpy(static_cast<uint8_t*>(info[0].As<Napi::TypedArray>().ArrayBuffer().Data()) +
-                           info[0].As<Napi::TypedArray>().ByteOffset(),
-                       t.storage->data, n * dtypeSize(t.dtype));
+    void* out = static_cast<uint8_t*>(info[0].As<Napi::TypedArray>().ArrayBuffer().Data()) + info[0].As<Napi::TypedArray>().ByteOffset();
+    if (n == 0) return info.Env().Undefined();
+    if (dev.onCuda()) cudaCopy(out, dev.raw(), n * dtypeSize(dev.dtype), INNFLOW_COPY_D2H);
+    else std::memcpy(out, dev.raw(), n * dtypeSize(dev.dtype));
     return info.Env().Undefined();
   });
 }
 Napi::Value TensorHandle::Item(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    const Tensor& t = get("item");
-    if (t.numel() != 1) fail("ERR_SHAPE", "item: expected a tensor with one element, got shape " + shapeString(t.shape));
+    const Tensor& dev = get("item");
+    if (dev.numel() != 1) fail("ERR_SHAPE", "item: expected a tensor with one element, got shape " + shapeString(dev.shape));
+    const Tensor t = onHost(dev);
     double v = t.dtype == DType::F32 ? double(t.data<float>()[0]) : t.data<double>()[0];
     return Napi::Number::New(info.Env(), v);
   });
@@ -313,9 +367,24 @@ Napi::Value wrapOrNull(Napi::Env env, const Tensor* t) { return t ? wrap(env, *t
 
 namespace {
 
+// The optional device argument ('cpu' | 'cuda') of the creation functions.
+Device deviceArg(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsUndefined()) return Device::CPU;
+  if (info[i].IsString()) {
+    std::string s = info[i].As<Napi::String>().Utf8Value();
+    if (s == "cpu") return Device::CPU;
+    if (s == "cuda") {
+      requireCuda("tensor");
+      return Device::CUDA;
+    }
+  }
+  fail("ERR_ARGUMENT", "argument device (#" + std::to_string(i) + ") must be 'cpu' or 'cuda'");
+}
+
 Napi::Value FromArray(const Napi::CallbackInfo& info) {
   Shape shape = shapeArg(info, 1, "shape");
   DType dtype = dtypeArg(info, 2, "dtype");
+  Device device = deviceArg(info, 3);
   Tensor t = emptyTensor(shape, dtype);
   size_t n = static_cast<size_t>(t.numel());
   Napi::Value src = info[0];
@@ -354,6 +423,7 @@ Napi::Value FromArray(const Napi::CallbackInfo& info) {
   } else {
     fail("ERR_ARGUMENT", "tensor: values must be a number[], Float32Array or Float64Array");
   }
+  if (device == Device::CUDA) return wrap(info.Env(), copyToDevice(t, Device::CUDA));
   return wrap(info.Env(), std::move(t));
 }
 
@@ -361,8 +431,10 @@ Napi::Value Full(const Napi::CallbackInfo& info) {
   Shape shape = shapeArg(info, 0, "shape");
   double v = numberArg(info, 1, "value");
   DType dtype = dtypeArg(info, 2, "dtype");
-  Tensor t = emptyTensor(shape, dtype);
-  INNFLOW_DISPATCH(dtype, T, { std::fill_n(t.data<T>(), t.numel(), static_cast<T>(v)); });
+  Device device = deviceArg(info, 3);
+  Tensor t = emptyTensor(shape, dtype, device);
+  if (device == Device::CUDA) cudaFill(dtype, t.raw(), t.numel(), v);
+  else INNFLOW_DISPATCH(dtype, T, { std::fill_n(t.data<T>(), t.numel(), static_cast<T>(v)); });
   return wrap(info.Env(), std::move(t));
 }
 
@@ -370,8 +442,12 @@ Napi::Value Full(const Napi::CallbackInfo& info) {
 Napi::Value Cast(const Napi::CallbackInfo& info) {
   const Tensor& x = tensorArg(info, 0, "x");
   DType dtype = dtypeArg(info, 1, "dtype");
-  Tensor y = emptyTensor(x.shape, dtype);
+  Tensor y = emptyTensor(x.shape, dtype, x.device());
   int64_t n = x.numel();
+  if (x.onCuda()) {
+    cudaCast(x.dtype, x.raw(), dtype, y.raw(), n);
+    return wrap(info.Env(), std::move(y));
+  }
   INNFLOW_DISPATCH(x.dtype, S, {
     const S* src = x.data<S>();
     INNFLOW_DISPATCH(dtype, D, {
@@ -389,6 +465,17 @@ Napi::Value CopyInto(const Napi::CallbackInfo& info) {
   if (dst.shape != src.shape)
     fail("ERR_SHAPE", "copy: shapes differ (" + shapeString(dst.shape) + " and " + shapeString(src.shape) + ")");
   int64_t n = dst.numel();
+  if (dst.onCuda() || src.onCuda()) {
+    // Across devices: move src to dst's device first (state dicts loaded from disk into GPU modules).
+    Tensor s = src.device() == dst.device() ? src : copyToDevice(src, dst.device());
+    if (dst.onCuda()) cudaCast(s.dtype, s.raw(), dst.dtype, dst.raw(), n);
+    else INNFLOW_DISPATCH(s.dtype, S, {
+      INNFLOW_DISPATCH(dst.dtype, D, {
+        for (int64_t k = 0; k < n; k++) dst.data<D>()[k] = static_cast<D>(s.data<S>()[k]);
+      });
+    });
+    return info.Env().Undefined();
+  }
   INNFLOW_DISPATCH(src.dtype, S, {
     const S* s = src.data<S>();
     INNFLOW_DISPATCH(dst.dtype, D, {
@@ -410,6 +497,13 @@ Napi::Value Reshape(const Napi::CallbackInfo& info) {
   return wrap(info.Env(), std::move(y));
 }
 
+// A copy of x on another device (same dtype).
+Napi::Value ToDevice(const Napi::CallbackInfo& info) {
+  const Tensor& x = tensorArg(info, 0, "x");
+  Device device = deviceArg(info, 1);
+  return wrap(info.Env(), copyToDevice(x, device));
+}
+
 Napi::Value Memory(const Napi::CallbackInfo& info) {
   Allocator& a = allocator();
   std::lock_guard<std::mutex> lock(a.mutex);
@@ -418,13 +512,18 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   o.Set("storages", Napi::Number::New(info.Env(), double(a.liveStorages)));
   o.Set("bytes", Napi::Number::New(info.Env(), double(a.liveBytes)));
   o.Set("cachedBytes", Napi::Number::New(info.Env(), double(a.cachedBytes)));
+  o.Set("cudaStorages", Napi::Number::New(info.Env(), double(liveCudaStorages)));
+  o.Set("cudaBytes", Napi::Number::New(info.Env(), double(liveCudaBytes)));
   return o;
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
-  Allocator& a = allocator();
-  std::lock_guard<std::mutex> lock(a.mutex);
-  a.releaseCacheLocked();
+  {
+    Allocator& a = allocator();
+    std::lock_guard<std::mutex> lock(a.mutex);
+    a.releaseCacheLocked();
+  }
+  if (liveCudaStorages > 0 || cudaUsable()) cudaEmptyCache();
   return info.Env().Undefined();
 }
 
@@ -437,6 +536,7 @@ void registerTensor(Napi::Env env, Napi::Object exports) {
   defineFunction(env, exports, "cast", Cast);
   defineFunction(env, exports, "copyInto", CopyInto);
   defineFunction(env, exports, "reshape", Reshape);
+  defineFunction(env, exports, "toDevice", ToDevice);
   defineFunction(env, exports, "memory", Memory);
   defineFunction(env, exports, "emptyCache", EmptyCache);
 }

@@ -279,14 +279,17 @@ export abstract class Module {
   to(options: { dtype?: DType; device?: 'cpu' | 'cuda' }): this {
     const fn = `${this.constructor.name}.to`
     if (options === null || typeof options !== 'object') throw argumentError(fn, 'options', '{ dtype?, device? }', options)
-    if (options.device !== undefined) resolveDevice(fn, options.device)
-    if (options.dtype === undefined) return this
-    const dtype = resolveDtype(fn, options.dtype)
+    const device = options.device === undefined ? undefined : resolveDevice(fn, options.device)
+    const dtype = options.dtype === undefined ? undefined : resolveDtype(fn, options.dtype)
+    const convert = (t: Tensor): void => {
+      if (device !== undefined && t.device !== device) t._assign(core.toDevice(t.handle, device))
+      if (dtype !== undefined && t.dtype !== dtype) t._assign(core.cast(t.handle, dtype))
+    }
     const tensors = new Set<Tensor>([...this.parameters(), ...this.buffers()])
     for (const t of tensors) {
-      if (t.dtype !== dtype) t._assign(core.cast(t.handle, dtype))
+      convert(t)
       const g = t.grad
-      if (g && !g.isDisposed && g.dtype !== dtype) g._assign(core.cast(g.handle, dtype))
+      if (g && !g.isDisposed) convert(g)
     }
     return this
   }

@@ -1,6 +1,6 @@
 /** Shape changes that keep the data as it is (views over the same storage), plus broadcast copies and casts. */
 import { bindingFor, core, NativeTensor } from '../binding'
-import { DType } from '../dtype'
+import { Device, DType } from '../dtype'
 import { argumentError, InnflowError } from '../errors'
 import { checkTensor, fromHandle, recordUnary, Tensor } from '../tensor'
 import { normDim, sumToShape } from './reduce'
@@ -73,6 +73,14 @@ export function clone(x: Tensor): Tensor {
   checkTensor('clone', 'x', x)
   const y = fromHandle(core.cast(x.handle, x.dtype))
   return recordUnary('clone', [x], y, (g) => [fromHandle(core.cast(g.handle, g.dtype))])
+}
+
+/** A copy of x on `device` (differentiable; the gradient moves back). */
+export function toDevice(x: Tensor, device: Device): Tensor {
+  checkTensor('to', 'x', x)
+  const y = fromHandle(core.toDevice(x.handle, device))
+  const from = x.device
+  return recordUnary('to', [x], y, (g) => [fromHandle(core.toDevice(g.handle, from))])
 }
 
 /** x converted to dtype (differentiable; the gradient is converted back). */
