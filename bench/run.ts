@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { cuda, GraphINN, manualSeed, memory, noGrad, optim, SequenceINN, setNumThreads, Tensor, tidy } from '../lib'
+import { cuda, Device, GraphINN, manualSeed, memory, noGrad, optim, SequenceINN, setNumThreads, Tensor, tidy } from '../lib'
 import { freiaParameterCount, Workload, workloads } from './workloads'
 
 /** One row of the bench table (pinned format, read by other tools). */
@@ -62,11 +62,15 @@ function timeIt(fn: () => void, repeats: number): number {
 function runWorkload(w: Workload, device: string, precision: string, steps: number, reference: Record<string, unknown>): Row {
   manualSeed(0)
   const inn: SequenceINN | GraphINN = w.build()
+  inn.to({ device: device as Device })
   const params = inn.parameters()
   const nParams = freiaParameterCount(inn)
   if (w.params !== null && nParams !== w.params) throw new Error(`${w.name}: ${nParams} parameters (FrEIA's count), WORKLOADS.md says ${w.params}`)
   const opt = new optim.Adam(params, { lr: 1e-4 })
-  const batchData = w.input()
+  const onHost = w.input()
+  const batchData = { x: onHost.x.to({ device: device as Device }), c: onHost.c.map((c) => c.to({ device: device as Device })) }
+  if (batchData.x !== onHost.x) onHost.x.dispose()
+  onHost.c.forEach((c, i) => c !== batchData.c[i] && c.dispose())
   const forward = (x: Tensor, rev = false): [Tensor, Tensor] => {
     const [z, ljd] = inn instanceof GraphINN ? inn.forward(x, { c: batchData.c, rev }) : inn.forward(x, { c: batchData.c, rev })
     return [z as Tensor, ljd]
@@ -79,7 +83,8 @@ function runWorkload(w: Workload, device: string, precision: string, steps: numb
       opt.zeroGrad()
       loss.backward()
       opt.step()
-      peak = Math.max(peak, memory().bytes)
+      // live tensor memory at the end of the step, when activations and gradients are all still held
+      peak = Math.max(peak, device === 'cuda' ? memory().cudaBytes : memory().bytes)
       loss.item() // the step is complete when the loss is read
     })
   for (let i = 0; i < 5; i++) step()

@@ -75,18 +75,23 @@ export function keep<T extends Tensor>(t: T): T {
 
 /** Live native memory: tensors (handles not yet disposed), bytes they hold, and bytes the allocator caches. */
 export interface MemoryInfo {
+  /** Live tensor handles (both devices). */
   tensors: number
+  /** Bytes of host memory held by live tensors. */
   bytes: number
+  /** Freed host blocks kept for reuse. */
   cachedBytes: number
+  /** Bytes of device memory held by live CUDA tensors (0 without CUDA; the pool: `cuda.memory()`). */
+  cudaBytes: number
 }
 
-/** Counts of live native tensors and bytes (CPU). */
+/** Counts of live native tensors and bytes. */
 export function memory(): MemoryInfo {
   const m = core.memory()
-  return { tensors: m.tensors, bytes: m.bytes, cachedBytes: m.cachedBytes }
+  return { tensors: m.tensors, bytes: m.bytes, cachedBytes: m.cachedBytes, cudaBytes: m.cudaBytes }
 }
 
-/** Returns cached (freed but reusable) host blocks to the system. */
+/** Returns cached (freed but reusable) host blocks, and the CUDA pool's unused memory, to the system. */
 export function emptyCache(): void {
   core.emptyCache()
 }

@@ -183,7 +183,7 @@ export function grad(output: Tensor, inputs: Tensor[], gradOutput?: Tensor): (Te
   if (!Array.isArray(inputs)) throw new InnflowError('ERR_ARGUMENT', 'grad: inputs must be an array of tensors')
   if (gradOutput === undefined) {
     if (output.size !== 1) throw new InnflowError('ERR_SHAPE', `grad: gradOutput is required for an output of shape [${output.shape}]`)
-    const one = tensorModule.full(output.shape as number[], 1, { dtype: output.dtype })
+    const one = tensorModule.full(output.shape as number[], 1, { dtype: output.dtype, device: output.device })
     try {
       return runBackward(output, one, inputs)
     } finally {

@@ -23,8 +23,8 @@ function checkCount(fn: string, n: unknown): number {
 /** Draws k uniform and k normal numbers from the native generator as plain arrays. */
 function draws(uniforms: number, normals: number): { u: Float64Array; z: Float64Array } {
   return tidy(() => ({
-    u: uniforms > 0 ? (rand([uniforms], { dtype: 'float64' }).toArray() as Float64Array) : new Float64Array(0),
-    z: normals > 0 ? (randn([normals], { dtype: 'float64' }).toArray() as Float64Array) : new Float64Array(0),
+    u: uniforms > 0 ? (rand([uniforms], { dtype: 'float64', device: 'cpu' }).toArray() as Float64Array) : new Float64Array(0),
+    z: normals > 0 ? (randn([normals], { dtype: 'float64', device: 'cpu' }).toArray() as Float64Array) : new Float64Array(0),
   }))
 }
 

@@ -2,7 +2,7 @@
  * Distributions FrEIA users reach for: the standard normal latent (FrEIA's StandardNormalDistribution).
  */
 import { checkShape } from '../dtype'
-import { DType } from '../dtype'
+import { Device, DType } from '../dtype'
 import { argumentError, InnflowError } from '../errors'
 import { checkTensor, randn, Tensor } from '../tensor'
 
@@ -29,8 +29,8 @@ export class StandardNormal {
     return z.square().sum(dims).mul(-0.5).sub(0.5 * this.eventSize * LOG_2PI)
   }
 
-  /** n samples, shape (n, ...eventShape). */
-  sample(n: number, opts: { dtype?: DType } = {}): Tensor {
+  /** n samples, shape (n, ...eventShape), on `device` (default: INNFLOW_DEVICE or the CPU). */
+  sample(n: number, opts: { dtype?: DType; device?: Device } = {}): Tensor {
     if (!Number.isInteger(n) || n < 1) throw argumentError('StandardNormal.sample', 'n', 'a positive integer', n)
     return randn([n, ...this.eventShape], opts)
   }

@@ -118,7 +118,7 @@ export class GraphINN extends InvertibleModule {
         throw new InnflowError('ERR_SHAPE', `GraphINN.forward: condition ${i} (${n}) expects shape (batch, ${n.outputDims[0].join(', ')}), got (${args.c[i].shape.join(', ')})`)
       values.set(key({ node: n, index: 0 }), args.c[i])
     })
-    let logDet = zeros([batch], { dtype: args.x[0].dtype })
+    let logDet = zeros([batch], { dtype: args.x[0].dtype, device: args.x[0].device })
     for (const node of args.rev ? this.reverseOrder : this.forwardOrder) {
       const inEdges: Connection[] = args.rev ? node.outputDims.map((_, i) => ({ node, index: i })) : node.inputs
       const outEdges: Connection[] = args.rev ? node.inputs : node.outputDims.map((_, i) => ({ node, index: i }))

@@ -107,7 +107,7 @@ export class SequenceINN extends InvertibleModule implements Iterable<Invertible
     if (!sameDims(h.shape.slice(1), start))
       throw new InnflowError('ERR_SHAPE', `SequenceINN.forward: expected input of shape (batch, ${start.join(', ')}), got (${h.shape.join(', ')})`)
     const batch = h.shape[0]
-    let logDet = zeros([batch], { dtype: h.dtype })
+    let logDet = zeros([batch], { dtype: h.dtype, device: h.device })
     const n = this.moduleList.length
     for (let step = 0; step < n; step++) {
       const k = args.rev ? n - 1 - step : step

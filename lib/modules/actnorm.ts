@@ -74,8 +74,12 @@ export class ActNorm extends InvertibleModule {
 
   /** True once loc and log_scale were set from data (or loaded with is_initialized = 1). */
   get isInitialized(): boolean {
-    return this.isInitializedBuffer.item() !== 0
+    // Mirrored on the host so that a forward pass on the GPU does not wait for the device to read a flag;
+    // re-read after anything that may have changed the buffer (loadStateDict).
+    this.initializedMirror ??= this.isInitializedBuffer.item() !== 0
+    return this.initializedMirror
   }
+  private initializedMirror: boolean | null = null
 
   /**
    * Sets loc to the per-channel mean of `batch` and log_scale to the log of its unbiased per-channel standard
@@ -101,7 +105,8 @@ export class ActNorm extends InvertibleModule {
           throw new InnflowError('ERR_ARGUMENT', `ActNorm: failed to initialize: one or more channels have zero (or non-finite) standard deviation (${values.map((v) => v.toPrecision(3)).join(', ')})`)
         core.copyInto(this.loc.handle, mean.handle)
         core.copyInto(this.logScale.handle, std.log().handle)
-        core.copyInto(this.isInitializedBuffer.handle, zeros([], { dtype: this.loc.dtype }).add(1).handle)
+        core.copyInto(this.isInitializedBuffer.handle, zeros([], { dtype: this.loc.dtype, device: this.loc.device }).add(1).handle)
+        this.initializedMirror = true
       }),
     )
   }
@@ -128,6 +133,10 @@ export class ActNorm extends InvertibleModule {
    * Loads a state dict. Like FrEIA, a dict with exactly the keys of old FrEIA versions, `scale` and `bias`
    * (y = x·e^scale + bias), is converted: log_scale = −scale, loc = −e^(−scale)·bias, is_initialized = 1.
    */
+  override _stateLoaded(): void {
+    this.initializedMirror = null
+  }
+
   override loadStateDict(dict: StateDict, options: LoadStateDictOptions = {}): LoadStateDictResult {
     if (dict !== null && typeof dict === 'object' && !Array.isArray(dict)) {
       const keys = Object.keys(dict).sort()
@@ -140,7 +149,7 @@ export class ActNorm extends InvertibleModule {
               {
                 log_scale: scale.neg(),
                 loc: scale.neg().exp().mul(bias).neg(),
-                is_initialized: zeros([], { dtype: this.loc.dtype }).add(1),
+                is_initialized: zeros([], { dtype: this.loc.dtype, device: this.loc.device }).add(1),
               },
               options,
             ),

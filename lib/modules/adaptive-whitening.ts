@@ -62,7 +62,7 @@ export function symmetricEigen(C: Tensor): { values: Tensor; vectors: Tensor } {
   return tidy(() =>
     noGrad(() => {
       const n = C.shape[0]
-      const f64 = { dtype: 'float64' as const }
+      const f64 = { dtype: 'float64' as const, device: C.device }
       let A = C.to(f64)
       A = A.add(A.t()).mul(0.5)
       let V = eye(n, f64)

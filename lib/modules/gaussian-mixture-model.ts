@@ -108,7 +108,7 @@ export class GaussianMixtureModel extends InvertibleModule {
     const D = this.xDims
     const last = entries.ndim - 1
     const lead = entries.shape.slice(0, -1)
-    const parts = [zeros([...lead, 1], { dtype: entries.dtype }), entries.narrow(last, 0, D).exp()]
+    const parts = [zeros([...lead, 1], { dtype: entries.dtype, device: entries.device }), entries.narrow(last, 0, D).exp()]
     if (D > 1) parts.push(entries.narrow(last, D, entries.shape[last] - D))
     return cat(parts, last).indexSelect(last, this.fillIndex).reshape([...lead, D, D])
   }
@@ -200,8 +200,8 @@ export class GaussianMixtureModel extends InvertibleModule {
       // cumulative sums as a product with the upper-triangular matrix of ones
       const tri: number[] = []
       for (let r = 0; r < K; r++) for (let col = 0; col < K; col++) tri.push(r <= col ? 1 : 0)
-      const thresholds = matmul(w, tensor(tri, [K, K], { dtype: w.dtype }))
-      const u = typeof seed === 'number' ? tensor(seededUniforms(seed, B), [B, 1], { dtype: w.dtype }) : rand([B, 1], { dtype: w.dtype })
+      const thresholds = matmul(w, tensor(tri, [K, K], { dtype: w.dtype, device: w.device }))
+      const u = typeof seed === 'number' ? tensor(seededUniforms(seed, B), [B, 1], { dtype: w.dtype, device: w.device }) : rand([B, 1], { dtype: w.dtype, device: w.device })
       return u.gt(thresholds).sum(1).clamp(0, K - 1)
     })
   }

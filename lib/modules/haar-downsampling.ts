@@ -69,7 +69,7 @@ export function haarOptions(name: string, opts: HaarDownsamplingOptions | undefi
  */
 export function haarTransform(x: Tensor, down: boolean, orderByWavelet: boolean, factor: number): Tensor {
   const order: SqueezeOrder = orderByWavelet ? 'offsetMajor' : 'channelMajor'
-  const m = tensor(HAAR.flat().map((v) => v * factor), [4, 4], { dtype: x.dtype })
+  const m = tensor(HAAR.flat().map((v) => v * factor), [4, 4], { dtype: x.dtype, device: x.device })
   const [b, c, h, w] = x.shape
   if (down) {
     // (B, C, 4, P) or (B, 4, C·P): the offset axis is the second-to-last one, so H multiplies from the left

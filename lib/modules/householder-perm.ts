@@ -42,7 +42,7 @@ export function householderProduct(V: Tensor): Tensor {
   const n = V.shape[V.ndim - 2]
   const d = V.shape[V.ndim - 1]
   const batch = V.shape.slice(0, -2)
-  let P = eye(d, { dtype: V.dtype })
+  let P = eye(d, { dtype: V.dtype, device: V.device })
   if (batch.length > 0) P = P.reshape([...batch.map(() => 1), d, d]).expand([...batch, d, d])
   for (let i = 0; i < n; i++) {
     const v = V.narrow(V.ndim - 2, i, 1) // (..., 1, D)

@@ -80,7 +80,7 @@ export function applyChannelMatrix(x: Tensor, M: Tensor, transposed = false): Te
  */
 export function householderProduct(V: Tensor): Tensor {
   const n = V.shape[0]
-  const I = eye(n, { dtype: V.dtype })
+  const I = eye(n, { dtype: V.dtype, device: V.device })
   const norms = V.square().sum(1, true)
   const nonzero = norms.gt(0)
   const unit = V.div(where(nonzero, norms, 1).sqrt())

@@ -146,9 +146,9 @@ export class IResNetLayer extends InvertibleModule {
         const axes = x.shape.slice(1).map((_, i) => i + 1)
         const S = this.hutchinsonSamples
         const derivs = pre.slice(0, -1).map((a) => a.exp().minimum(1))
-        const right = Array.from({ length: S }, () => randn([...x.shape], { dtype: x.dtype }).sign())
+        const right = Array.from({ length: S }, () => randn([...x.shape], { dtype: x.dtype, device: x.device }).sign())
         let left = right.slice()
-        let logDet = zeros([x.shape[0]], { dtype: x.dtype })
+        let logDet = zeros([x.shape[0]], { dtype: x.dtype, device: x.device })
         for (let k = 1; k <= this.jacobianIterations; k++) {
           const [next, update] = tidy(() => {
             const products = left.map((v) => this.vjp(derivs, v))
@@ -207,7 +207,7 @@ export class IResNetLayer extends InvertibleModule {
           const apply = (v: Tensor): Tensor => (this.convolutional ? conv2d(v, W, null, { padding: 1 }) : linear(v, W))
           const applyT = (v: Tensor): Tensor => (this.convolutional ? convTranspose2d(v, W, [1, 1]) : matmul(v, W))
           const norm = (v: Tensor): Tensor => v.square().sum(axes, true).sqrt()
-          let v = randn([this.lipschitzBatchsize, W.shape[1], ...spatial], { dtype: W.dtype })
+          let v = randn([this.lipschitzBatchsize, W.shape[1], ...spatial], { dtype: W.dtype, device: W.device })
           for (let j = 0; j < this.lipschitzIterations; j++) {
             const next = applyT(apply(v))
             v = next.div(norm(next))

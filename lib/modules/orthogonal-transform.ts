@@ -40,7 +40,7 @@ function orthonormalRows(R: Tensor): Tensor {
   const n = R.shape[0]
   const { Q, R: tri } = linalg.qr(R.t())
   // Gram–Schmidt's vectors are Q's columns times the signs of R's diagonal (Householder QR may flip them)
-  const signs = tri.mul(eye(n, { dtype: R.dtype })).sum(0).sign()
+  const signs = tri.mul(eye(n, { dtype: R.dtype, device: R.device })).sum(0).sign()
   return Q.mul(signs.reshape([1, n])).t()
 }
 

@@ -19,7 +19,7 @@ export function knotOffsets(sizes: Tensor): Tensor {
   // T[i][j] = 1 when bin i lies left of knot j, so sizes·T is the exclusive-then-inclusive cumulative sum
   const t = new Array<number>(k * (k + 1)).fill(0)
   for (let i = 0; i < k; i++) for (let j = i + 1; j <= k; j++) t[i * (k + 1) + j] = 1
-  return ops.matmul(sizes, tensor(t, [k, k + 1], { dtype: sizes.dtype }))
+  return ops.matmul(sizes, tensor(t, [k, k + 1], { dtype: sizes.dtype, device: sizes.device }))
 }
 
 /** softmax over the last axis. */

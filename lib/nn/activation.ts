@@ -97,7 +97,7 @@ export class Dropout extends Module {
     const p = this.p
     // keep with probability 1 − p: u ~ U(0, 1) survives when u >= p
     const noise = noGrad(() => {
-      const u = rand([...x.shape], { dtype: x.dtype })
+      const u = rand([...x.shape], { dtype: x.dtype, device: x.device })
       const keepMask = u.ge(p)
       u.dispose()
       const scaled = keepMask.div(1 - p)

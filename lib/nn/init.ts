@@ -43,7 +43,7 @@ export function uniform_(t: Tensor, a = 0, b = 1): Tensor {
   finite('uniform_', 'a', a)
   finite('uniform_', 'b', b)
   if (a > b) throw new InnflowError('ERR_ARGUMENT', `uniform_: a (${a}) must not exceed b (${b})`)
-  return fill(x, () => rand([...x.shape], { dtype: x.dtype }).mul(b - a).add(a))
+  return fill(x, () => rand([...x.shape], { dtype: x.dtype, device: x.device }).mul(b - a).add(a))
 }
 
 /** Fills t with N(mean, std²). */
@@ -51,14 +51,14 @@ export function normal_(t: Tensor, mean = 0, std = 1): Tensor {
   const x = target('normal_', t)
   finite('normal_', 'mean', mean)
   if (finite('normal_', 'std', std) < 0) throw argumentError('normal_', 'std', 'a non-negative number', std)
-  return fill(x, () => randn([...x.shape], { dtype: x.dtype }).mul(std).add(mean))
+  return fill(x, () => randn([...x.shape], { dtype: x.dtype, device: x.device }).mul(std).add(mean))
 }
 
 /** Fills t with `value`. */
 export function constant_(t: Tensor, value: number): Tensor {
   const x = target('constant_', t)
   if (typeof value !== 'number') throw argumentError('constant_', 'value', 'a number', value)
-  return fill(x, () => full([...x.shape], value, { dtype: x.dtype }))
+  return fill(x, () => full([...x.shape], value, { dtype: x.dtype, device: x.device }))
 }
 /** Fills t with zeros. */
 export function zeros_(t: Tensor): Tensor {

@@ -268,6 +268,7 @@ export abstract class Module {
       noGrad(() => {
         for (const [target, value] of copies) core.copyInto(target.handle, value.handle)
       })
+      for (const m of this.modules()) m._stateLoaded()
       return { missingKeys, unexpectedKeys }
     }
   }
@@ -293,6 +294,9 @@ export abstract class Module {
     }
     return this
   }
+
+  /** @internal Called on this module after loadStateDict (on it or an ancestor) changed its tensors' values. */
+  _stateLoaded(): void {}
 
   /** Sets training mode on this module and every descendant (Dropout and similar behave differently). */
   train(mode = true): this {
