@@ -3,7 +3,7 @@
  * registration order, so that names (`0.weight`, `module_list.3.subnet.2.bias`) and state-dict order are
  * PyTorch's byte for byte, and it loads, converts and switches modes the way torch.nn.Module does.
  */
-import { core } from '../binding'
+import { core, NativeTensor } from '../binding'
 import { DType, resolveDtype } from '../dtype'
 import { resolveDevice } from '../device'
 import { argumentError, describe, InnflowError } from '../errors'
@@ -282,16 +282,34 @@ export abstract class Module {
     if (options === null || typeof options !== 'object') throw argumentError(fn, 'options', '{ dtype?, device? }', options)
     const device = options.device === undefined ? undefined : resolveDevice(fn, options.device)
     const dtype = options.dtype === undefined ? undefined : resolveDtype(fn, options.dtype)
-    const convert = (t: Tensor): void => {
-      if (device !== undefined && t.device !== device) t._assign(core.toDevice(t.handle, device))
-      if (dtype !== undefined && t.dtype !== dtype) t._assign(core.cast(t.handle, dtype))
-    }
-    const tensors = new Set<Tensor>([...this.parameters(), ...this.buffers()])
-    for (const t of tensors) {
-      convert(t)
+    // Every converted copy is made first and assigned only when all succeeded: running out of device memory
+    // half-way leaves the module as it was.
+    const targets: Tensor[] = []
+    for (const t of new Set<Tensor>([...this.parameters(), ...this.buffers()])) {
+      targets.push(t)
       const g = t.grad
-      if (g && !g.isDisposed) convert(g)
+      if (g && !g.isDisposed) targets.push(g)
     }
+    const converted: (NativeTensor | null)[] = []
+    try {
+      for (const t of targets) {
+        let h: NativeTensor | null = null
+        if (device !== undefined && t.device !== device) h = core.toDevice(t.handle, device)
+        if (dtype !== undefined && t.dtype !== dtype) {
+          const c = core.cast((h ?? t.handle) as NativeTensor, dtype)
+          h?.dispose()
+          h = c
+        }
+        converted.push(h)
+      }
+    } catch (e) {
+      for (const h of converted) h?.dispose()
+      throw e
+    }
+    targets.forEach((t, i) => {
+      const h = converted[i]
+      if (h) t._assign(h)
+    })
     return this
   }
 
