@@ -68,7 +68,7 @@ export function checkNumber(fn: string, name: string, v: unknown, min: number, m
 
 /** @internal A zero tensor shaped and typed like p that survives tidy (optimiser state). */
 export function stateZeros(p: Tensor): Tensor {
-  return keep(fromHandle(core.full(p.shape, 0, p.dtype)))
+  return keep(fromHandle(core.full(p.shape, 0, p.dtype, p.device)))
 }
 
 /** @internal A kept copy of src converted to dtype. */
