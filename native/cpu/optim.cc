@@ -15,13 +15,19 @@
 //     by min(1, maxNorm / (total + 1e-6)), as torch.nn.utils.clip_grad_norm_ does.
 //
 // There is no backward here: these are updates applied outside the autograd graph.
+//
+// CUDA: every tensor of a call must be on the first parameter's device (ERR_DEVICE); on the GPU each step is
+// one launch of cuda/optim.cu over all tensors. clipGradNorm returns a number, so on the GPU it waits for the
+// device once, to read the norm back.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "../../cuda/optim.h"
 #include "../common.h"
+#include "../cuda.h"
 #include "../ops.h"
 #include "../parallel.h"
 
@@ -73,6 +79,30 @@ void requireAligned(const std::vector<Tensor>& params, const std::vector<Tensor>
   }
 }
 
+// Every tensor of `list` on the device of `ref` (ERR_DEVICE otherwise).
+void requireDevice(const Tensor& ref, const std::vector<Tensor>& list, const char* op) {
+  for (const Tensor& t : list) requireSameDevice(ref, t, op);
+}
+
+const InnflowCudaOptim& cudaOptim() { return cudaTable<InnflowCudaOptim>("innflow_cuda_optim"); }
+
+// The host-side arrays of a multi-tensor CUDA call.
+struct DeviceLists {
+  std::vector<int> dtypes;
+  std::vector<int64_t> numels;
+  explicit DeviceLists(const std::vector<Tensor>& ts) {
+    for (const Tensor& t : ts) {
+      dtypes.push_back(cudaDtype(t.dtype));
+      numels.push_back(t.numel());
+    }
+  }
+};
+std::vector<void*> pointers(const std::vector<Tensor>& ts) {
+  std::vector<void*> out;
+  for (const Tensor& t : ts) out.push_back(t.raw());
+  return out;
+}
+
 // ------------------------------------------------------------------------------------------------- Adam
 
 // PyTorch's single-tensor Adam, element by element and in the same order of operations, so float64 results
@@ -111,6 +141,20 @@ Napi::Value AdamStep(const Napi::CallbackInfo& info) {
   if (steps.size() != params.size()) fail("ERR_ARGUMENT", "adamStep: one step count per parameter is required");
   for (int64_t s : steps)
     if (s < 1) fail("ERR_ARGUMENT", "adamStep: step counts must be >= 1, got " + std::to_string(s));
+  if (!params.empty()) {
+    requireDevice(params[0], params, "adamStep");
+    requireDevice(params[0], grads, "adamStep");
+    requireDevice(params[0], m, "adamStep");
+    requireDevice(params[0], v, "adamStep");
+    if (params[0].onCuda()) {
+      DeviceLists l(params);
+      std::vector<void*> ps = pointers(params), gs = pointers(grads), ms = pointers(m), vs = pointers(v);
+      cudaCheck(cudaOptim().adamStep(int64_t(params.size()), l.dtypes.data(), ps.data(), gs.data(), ms.data(), vs.data(), l.numels.data(),
+                                     steps.data(), lr, beta1, beta2, eps, wd),
+                "adamStep");
+      return info.Env().Undefined();
+    }
+  }
   int64_t total = 0;
   std::vector<Piece> pieces = cutPieces(params, &total);
   forPieces(pieces, total, [&](const Piece& pc) {
@@ -154,6 +198,22 @@ Napi::Value SgdStep(const Napi::CallbackInfo& info) {
     requireAligned(params, bufs, "sgdStep", "momentumBufs");
     if (fresh.size() != params.size()) fail("ERR_ARGUMENT", "sgdStep: one fresh flag per parameter is required");
   }
+  if (!params.empty()) {
+    requireDevice(params[0], params, "sgdStep");
+    requireDevice(params[0], grads, "sgdStep");
+    if (useMomentum) requireDevice(params[0], bufs, "sgdStep");
+    if (params[0].onCuda()) {
+      DeviceLists l(params);
+      std::vector<void*> ps = pointers(params), gs = pointers(grads), bs = useMomentum ? pointers(bufs) : std::vector<void*>();
+      std::vector<int> fr;
+      if (useMomentum)
+        for (int64_t f : fresh) fr.push_back(f != 0 ? 1 : 0);
+      cudaCheck(cudaOptim().sgdStep(int64_t(params.size()), l.dtypes.data(), ps.data(), gs.data(), useMomentum ? bs.data() : nullptr,
+                                    useMomentum ? fr.data() : nullptr, l.numels.data(), lr, momentum, dampening, wd, nesterov ? 1 : 0),
+                "sgdStep");
+      return info.Env().Undefined();
+    }
+  }
   int64_t total = 0;
   std::vector<Piece> pieces = cutPieces(params, &total);
   forPieces(pieces, total, [&](const Piece& pc) {
@@ -177,6 +237,17 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
   if (!(p > 0)) fail("ERR_ARGUMENT", "clipGradNorm: normType must be a positive number or Infinity, got " + std::to_string(p));
   if (std::isnan(maxNorm) || maxNorm < 0) fail("ERR_ARGUMENT", "clipGradNorm: maxNorm must be a non-negative number");
   const bool inf = std::isinf(p);
+  if (!grads.empty()) {
+    requireDevice(grads[0], grads, "clipGradNorm");
+    if (grads[0].onCuda()) {
+      DeviceLists l(grads);
+      std::vector<void*> gs = pointers(grads);
+      double norm = 0;
+      cudaCheck(cudaOptim().clipGradNorm(int64_t(grads.size()), l.dtypes.data(), gs.data(), l.numels.data(), maxNorm, p, &norm),
+                "clipGradNorm");
+      return Napi::Number::New(info.Env(), norm);
+    }
+  }
   int64_t total = 0;
   std::vector<Piece> pieces = cutPieces(grads, &total);
   std::vector<double> partial(pieces.size(), 0.0);

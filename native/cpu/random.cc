@@ -4,10 +4,17 @@
 // rand(shape)  : U(0, 1), exclusive of both ends
 // randn(shape) : N(0, 1) by Box-Muller on consecutive uniform pairs
 // randperm(n)  : a uniform random permutation (Fisher-Yates driven by the same stream), as float values
+//
+// Each takes an optional last argument device ('cpu' | 'cuda', default 'cpu'). On CUDA, rand and randn run
+// cuda/random.cu with the same seed and the same reserved blocks, so they draw the CPU's numbers (rand bit for
+// bit; randn up to the last bits of the device's double log/sin/cos); randperm is made on the host, as on the
+// CPU, and copied to the device.
 #include <cmath>
 #include <numeric>
 
+#include "../../cuda/random.h"
 #include "../common.h"
+#include "../cuda.h"
 #include "../ops.h"
 #include "../parallel.h"
 
@@ -52,6 +59,22 @@ uint64_t reserveBlocks(int64_t n) {
   return first;
 }
 
+// The optional device argument (a copy of tensor.cc's deviceArg, with the op's name in the error).
+Device deviceArg(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  if (i >= info.Length() || info[i].IsUndefined()) return Device::CPU;
+  if (info[i].IsString()) {
+    std::string s = info[i].As<Napi::String>().Utf8Value();
+    if (s == "cpu") return Device::CPU;
+    if (s == "cuda") {
+      requireCuda(op);
+      return Device::CUDA;
+    }
+  }
+  fail("ERR_ARGUMENT", std::string(op) + ": argument device (#" + std::to_string(i) + ") must be 'cpu' or 'cuda'");
+}
+
+const InnflowCudaRandom& cudaRandom() { return cudaTable<InnflowCudaRandom>("innflow_cuda_random"); }
+
 template <class T, class F>
 void fillBlocks(T* out, int64_t n, uint64_t first, F transform) {
   int64_t blocks = (n + 3) / 4;
@@ -78,8 +101,13 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
 Napi::Value Rand(const Napi::CallbackInfo& info) {
   Shape shape = shapeArg(info, 0, "shape");
   DType dtype = dtypeArg(info, 1, "dtype");
-  Tensor t = emptyTensor(shape, dtype);
+  Device device = deviceArg(info, 2, "rand");
+  Tensor t = emptyTensor(shape, dtype, device);
   uint64_t first = reserveBlocks(t.numel());
+  if (device == Device::CUDA) {
+    cudaCheck(cudaRandom().rand(cudaDtype(dtype), t.raw(), t.numel(), state.seed, first), "rand");
+    return wrap(info.Env(), std::move(t));
+  }
   INNFLOW_DISPATCH(dtype, T, {
     fillBlocks(t.data<T>(), t.numel(), first, [](const uint32_t r[4], double v[4]) {
       for (int k = 0; k < 4; k++) v[k] = toUniform(r[k]);
@@ -91,8 +119,13 @@ Napi::Value Rand(const Napi::CallbackInfo& info) {
 Napi::Value Randn(const Napi::CallbackInfo& info) {
   Shape shape = shapeArg(info, 0, "shape");
   DType dtype = dtypeArg(info, 1, "dtype");
-  Tensor t = emptyTensor(shape, dtype);
+  Device device = deviceArg(info, 2, "randn");
+  Tensor t = emptyTensor(shape, dtype, device);
   uint64_t first = reserveBlocks(t.numel());
+  if (device == Device::CUDA) {
+    cudaCheck(cudaRandom().randn(cudaDtype(dtype), t.raw(), t.numel(), state.seed, first), "randn");
+    return wrap(info.Env(), std::move(t));
+  }
   INNFLOW_DISPATCH(dtype, T, {
     fillBlocks(t.data<T>(), t.numel(), first, [](const uint32_t r[4], double v[4]) {
       for (int k = 0; k < 4; k += 2) {
@@ -110,6 +143,7 @@ Napi::Value Randperm(const Napi::CallbackInfo& info) {
   int64_t n = intArg(info, 0, "n");
   if (n < 0) fail("ERR_ARGUMENT", "randperm: n must be >= 0");
   DType dtype = dtypeArg(info, 1, "dtype");
+  Device device = deviceArg(info, 2, "randperm");
   std::vector<int64_t> perm(n);
   std::iota(perm.begin(), perm.end(), 0);
   uint64_t first = reserveBlocks(n);
@@ -119,6 +153,15 @@ Napi::Value Randperm(const Napi::CallbackInfo& info) {
     int64_t j = static_cast<int64_t>(toUniform(r[i % 4]) * double(i + 1));
     if (j > i) j = i;
     std::swap(perm[i], perm[j]);
+  }
+  if (device == Device::CUDA) {
+    // made on the host, then copied (the copy is staged before cudaCopy returns, so `host` may go)
+    Tensor t = emptyTensor({n}, dtype, device);
+    INNFLOW_DISPATCH(dtype, T, {
+      std::vector<T> host(perm.begin(), perm.end());
+      cudaCopy(t.raw(), host.data(), host.size() * sizeof(T), INNFLOW_COPY_H2D);
+    });
+    return wrap(info.Env(), std::move(t));
   }
   Tensor t = emptyTensor({n}, dtype);
   INNFLOW_DISPATCH(dtype, T, {

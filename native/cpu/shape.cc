@@ -16,11 +16,18 @@
 // An index is a float32 or float64 tensor (of any dtype relative to x) or a JavaScript number[]; its values
 // must be integers in [0, size of dim). Every index is checked before anything is written, so a bad one throws
 // ERR_ARGUMENT and never reads or writes out of bounds.
+//
+// CUDA tensors run the kernels of cuda/shape.cu. Every tensor argument must be on x's device (ERR_DEVICE). An
+// index TENSOR on the GPU is not read on the host (that would synchronise): its values are checked inside the
+// kernels, which write NaN where an index is bad instead of throwing (see cuda/shape.h). An index given as a
+// number[] is checked on the host as on the CPU, then copied to the device.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 
+#include "../../cuda/shape.h"
 #include "../common.h"
+#include "../cuda.h"
 #include "../ops.h"
 #include "../parallel.h"
 #include "../tensor_handle.h"
@@ -46,6 +53,8 @@ Around around(const Shape& s, int64_t dim) {
   return a;
 }
 
+const InnflowCudaShape& cudaShape() { return cudaTable<InnflowCudaShape>("innflow_cuda_shape"); }
+
 int64_t checkDim(const char* op, int64_t dim, size_t ndim) {
   if (dim < 0 || dim >= int64_t(std::max<size_t>(ndim, 1)))
     fail("ERR_ARGUMENT", std::string(op) + ": dimension " + std::to_string(dim) + " out of range for " + std::to_string(ndim) + " dimensions");
@@ -59,6 +68,13 @@ void copyRuns(const char* src, int64_t srcStride, char* dst, int64_t dstStride, 
   parallelFor(rows, std::max<int64_t>(1, kGrain / len), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) std::memcpy(dst + size_t(r * dstStride) * elem, src + size_t(r * srcStride) * elem, size_t(len) * elem);
   });
+}
+
+// copyRuns for either device (src and dst on the device of `onCuda`; strides in elements).
+void copyRunsOn(bool onCuda, DType dtype, const char* src, int64_t srcStride, char* dst, int64_t dstStride, int64_t rows, int64_t len,
+                const char* op) {
+  if (onCuda) cudaCheck(cudaShape().copyRows(cudaDtype(dtype), src, srcStride, dst, dstStride, rows, len), op);
+  else copyRuns(src, srcStride, dst, dstStride, rows, len, dtypeSize(dtype));
 }
 
 // ------------------------------------------------------------------------------------------------ permute
@@ -183,9 +199,16 @@ Tensor permuteCompute(const Tensor& x, const std::vector<int64_t>& dims) {
     outShape[i] = x.shape[dims[i]];
     inStride[i] = xStride[dims[i]];
   }
-  Tensor y = emptyTensor(outShape, x.dtype);
+  Tensor y = emptyLike(outShape, x.dtype, x);
   if (y.numel() == 0) return y;
   StridedDims c = coalescePermute(outShape, inStride);
+  if (x.onCuda()) {
+    if (c.size.size() > INNFLOW_CUDA_MAX_DIMS)
+      fail("ERR_SHAPE", "permute: on CUDA at most " + std::to_string(INNFLOW_CUDA_MAX_DIMS) + " dimensions remain after merging, got " +
+                            std::to_string(c.size.size()) + " (shape " + shapeString(x.shape) + ")");
+    cudaCheck(cudaShape().permute(cudaDtype(x.dtype), x.raw(), y.raw(), c.size.data(), c.inStride.data(), int(c.size.size())), "permute");
+    return y;
+  }
   INNFLOW_DISPATCH(x.dtype, T, { stridedCopy<T>(x.data<T>(), y.data<T>(), c); });
   return y;
 }
@@ -221,11 +244,11 @@ Napi::Value Narrow(const Napi::CallbackInfo& info) {
   checkRange("narrow", x.shape, dim, start, length);
   Shape outShape = x.shape;
   outShape[dim] = length;
-  Tensor y = emptyTensor(outShape, x.dtype);
+  Tensor y = emptyLike(outShape, x.dtype, x);
   Around a = around(x.shape, dim);
   size_t elem = dtypeSize(x.dtype);
-  copyRuns(static_cast<const char*>(x.storage->data) + size_t(start * a.inner) * elem, a.size * a.inner,
-           static_cast<char*>(y.storage->data), length * a.inner, a.outer, length * a.inner, elem);
+  copyRunsOn(x.onCuda(), x.dtype, static_cast<const char*>(x.storage->data) + size_t(start * a.inner) * elem, a.size * a.inner,
+             static_cast<char*>(y.storage->data), length * a.inner, a.outer, length * a.inner, "narrow");
   return wrap(info.Env(), std::move(y));
 }
 
@@ -241,11 +264,12 @@ Napi::Value NarrowBackward(const Napi::CallbackInfo& info) {
     if (int64_t(d) != dim && g.shape[d] != xShape[d])
       fail("ERR_SHAPE", "narrow backward: gradient " + shapeString(g.shape) + " does not fit " + shapeString(xShape));
   checkRange("narrow backward", xShape, dim, start, length);
-  Tensor gx = zerosTensor(xShape, g.dtype);
+  Tensor gx = zerosTensor(xShape, g.dtype, g.device());
   Around a = around(xShape, dim);
   size_t elem = dtypeSize(g.dtype);
-  copyRuns(static_cast<const char*>(g.storage->data), length * a.inner, static_cast<char*>(gx.storage->data) + size_t(start * a.inner) * elem,
-           a.size * a.inner, a.outer, length * a.inner, elem);
+  copyRunsOn(g.onCuda(), g.dtype, static_cast<const char*>(g.storage->data), length * a.inner,
+             static_cast<char*>(gx.storage->data) + size_t(start * a.inner) * elem, a.size * a.inner, a.outer, length * a.inner,
+             "narrow backward");
   return wrap(info.Env(), std::move(gx));
 }
 
@@ -263,9 +287,10 @@ void checkSizes(const char* op, const Shape& whole, int64_t dim, const std::vect
                              " of shape " + shapeString(whole) + " has " + std::to_string(whole[dim]));
 }
 
-// Concatenates pieces along dim into a tensor of shape `outShape`; a null piece contributes zeros.
-Tensor joinPieces(const std::vector<const Tensor*>& pieces, const std::vector<int64_t>& sizes, const Shape& outShape, int64_t dim, DType dtype) {
-  Tensor y = emptyTensor(outShape, dtype);
+// Concatenates pieces along dim into a tensor of shape `outShape` on `device`; a null piece contributes zeros.
+Tensor joinPieces(const std::vector<const Tensor*>& pieces, const std::vector<int64_t>& sizes, const Shape& outShape, int64_t dim, DType dtype,
+                  Device device, const char* op) {
+  Tensor y = emptyTensor(outShape, dtype, device);
   if (y.numel() == 0) return y;
   Around a = around(outShape, dim);
   const size_t elem = dtypeSize(dtype);
@@ -274,6 +299,16 @@ Tensor joinPieces(const std::vector<const Tensor*>& pieces, const std::vector<in
   for (int64_t p = 0; p < P; p++) offset[p + 1] = offset[p] + sizes[p] * a.inner;
   const int64_t rowLen = offset[P];
   char* dst = static_cast<char*>(y.storage->data);
+  if (device == Device::CUDA) {
+    // one row copy per piece (zeros first when a piece is missing)
+    if (std::find(pieces.begin(), pieces.end(), nullptr) != pieces.end()) cudaFill(dtype, y.raw(), y.numel(), 0.0);
+    for (int64_t p = 0; p < P; p++) {
+      const int64_t len = offset[p + 1] - offset[p];
+      if (pieces[p])
+        copyRunsOn(true, dtype, static_cast<const char*>(pieces[p]->storage->data), len, dst + size_t(offset[p]) * elem, rowLen, a.outer, len, op);
+    }
+    return y;
+  }
   // one work item per (outer row, piece): a single pass over the pool, however many pieces there are
   parallelFor(a.outer * P, std::max<int64_t>(1, kGrain * P / std::max<int64_t>(rowLen, 1)), [&](int64_t b, int64_t e) {
     for (int64_t w = b; w < e; w++) {
@@ -287,7 +322,7 @@ Tensor joinPieces(const std::vector<const Tensor*>& pieces, const std::vector<in
 }
 
 // Cuts x along dim into pieces of the given sizes; pieces with need[p] == false are not made.
-std::vector<Tensor> cutPieces(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim, const std::vector<bool>& need) {
+std::vector<Tensor> cutPieces(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim, const std::vector<bool>& need, const char* op) {
   const int64_t P = int64_t(sizes.size());
   std::vector<Tensor> out(P);
   Around a = around(x.shape, dim);
@@ -298,11 +333,19 @@ std::vector<Tensor> cutPieces(const Tensor& x, const std::vector<int64_t>& sizes
     if (!need[p]) continue;
     Shape s = x.shape;
     s[dim] = sizes[p];
-    out[p] = emptyTensor(s, x.dtype);
+    out[p] = emptyLike(s, x.dtype, x);
   }
   if (x.numel() == 0) return out;
   const size_t elem = dtypeSize(x.dtype);
   const char* src = static_cast<const char*>(x.storage->data);
+  if (x.onCuda()) {
+    for (int64_t p = 0; p < P; p++) {
+      const int64_t len = offset[p + 1] - offset[p];
+      if (need[p])
+        copyRunsOn(true, x.dtype, src + size_t(offset[p]) * elem, rowLen, static_cast<char*>(out[p].storage->data), len, a.outer, len, op);
+    }
+    return out;
+  }
   parallelFor(a.outer * P, std::max<int64_t>(1, kGrain * P / std::max<int64_t>(rowLen, 1)), [&](int64_t b, int64_t e) {
     for (int64_t w = b; w < e; w++) {
       int64_t o = w / P, p = w % P, len = offset[p + 1] - offset[p];
@@ -331,6 +374,7 @@ Napi::Value Cat(const Napi::CallbackInfo& info) {
   std::vector<int64_t> sizes;
   for (const Tensor& t : xs) {
     requireSameDtype(first, t, "cat");
+    requireSameDevice(first, t, "cat");
     bool ok = t.shape.size() == first.shape.size();
     for (size_t d = 0; ok && d < t.shape.size(); d++) ok = int64_t(d) == dim || t.shape[d] == first.shape[d];
     if (!ok) fail("ERR_SHAPE", "cat: shape " + shapeString(t.shape) + " does not match " + shapeString(first.shape) + " outside dimension " + std::to_string(dim));
@@ -338,7 +382,7 @@ Napi::Value Cat(const Napi::CallbackInfo& info) {
     pieces.push_back(&t);
     sizes.push_back(t.shape[dim]);
   }
-  return wrap(info.Env(), joinPieces(pieces, sizes, outShape, dim, first.dtype));
+  return wrap(info.Env(), joinPieces(pieces, sizes, outShape, dim, first.dtype, first.device(), "cat"));
 }
 
 Napi::Value CatBackward(const Napi::CallbackInfo& info) {
@@ -353,7 +397,7 @@ Napi::Value CatBackward(const Napi::CallbackInfo& info) {
     if (a.Length() != sizes.size()) fail("ERR_ARGUMENT", "cat backward: need must have one flag per piece");
     for (uint32_t p = 0; p < a.Length(); p++) need[p] = a.Get(p).ToBoolean().Value();
   }
-  return piecesToJs(info.Env(), cutPieces(g, sizes, dim, need), need);
+  return piecesToJs(info.Env(), cutPieces(g, sizes, dim, need, "cat backward"), need);
 }
 
 Napi::Value Split(const Napi::CallbackInfo& info) {
@@ -363,7 +407,7 @@ Napi::Value Split(const Napi::CallbackInfo& info) {
   int64_t dim = checkDim("split", intArg(info, 2, "dim"), x.shape.size());
   checkSizes("split", x.shape, dim, sizes);
   std::vector<bool> need(sizes.size(), true);
-  return piecesToJs(info.Env(), cutPieces(x, sizes, dim, need), need);
+  return piecesToJs(info.Env(), cutPieces(x, sizes, dim, need, "split"), need);
 }
 
 // An array entry that is a tensor handle, or nullptr for null/undefined.
@@ -384,9 +428,12 @@ Napi::Value SplitBackward(const Napi::CallbackInfo& info) {
   Napi::Array arr = info[0].As<Napi::Array>();
   if (arr.Length() != sizes.size()) fail("ERR_ARGUMENT", "split backward: expected one gradient (or null) per piece");
   std::vector<const Tensor*> pieces(sizes.size(), nullptr);
+  const Tensor* firstPiece = nullptr;  // the result goes to the pieces' device (the CPU when all are null)
   for (uint32_t p = 0; p < arr.Length(); p++) {
     const Tensor* t = optionalTensor(arr.Get(p), "split backward: grads");
     if (!t) continue;
+    if (firstPiece) requireSameDevice(*firstPiece, *t, "split backward");
+    else firstPiece = t;
     Shape want = xShape;
     want[dim] = sizes[p];
     if (t->shape != want)
@@ -394,7 +441,7 @@ Napi::Value SplitBackward(const Napi::CallbackInfo& info) {
     if (t->dtype != dtype) fail("ERR_DTYPE", std::string("split backward: gradient dtype ") + dtypeName(t->dtype) + " differs from " + dtypeName(dtype));
     pieces[p] = t;
   }
-  return wrap(info.Env(), joinPieces(pieces, sizes, xShape, dim, dtype));
+  return wrap(info.Env(), joinPieces(pieces, sizes, xShape, dim, dtype, firstPiece ? firstPiece->device() : Device::CPU, "split backward"));
 }
 
 // ------------------------------------------------------------------------------------------------ indices
@@ -453,12 +500,36 @@ std::vector<int64_t> readIndexList(const Napi::Value& value, int64_t limit, cons
   return out;
 }
 
-// indexSelect's index argument: a 1-D tensor or a number[].
-std::vector<int64_t> selectIndexArg(const Napi::CallbackInfo& info, size_t i, int64_t limit, const char* op) {
+// indexSelect's index argument: a 1-D tensor (on like's device) or a number[].
+std::vector<int64_t> selectIndexArg(const Napi::CallbackInfo& info, size_t i, int64_t limit, const char* op, const Tensor& like) {
   if (i < info.Length() && info[i].IsArray()) return readIndexList(info[i], limit, op);
   const Tensor& index = tensorArg(info, i, "index");
   if (index.dim() != 1) fail("ERR_SHAPE", std::string(op) + ": index must be 1-D, got shape " + shapeString(index.shape));
+  requireSameDevice(like, index, op);
   return readIndex(index, limit, op);
+}
+
+// indexSelect's index argument for a CUDA op: a 1-D CUDA tensor, used as it is (its values are checked by the
+// kernels), or a number[], checked here and copied to the device as float64.
+struct DeviceIndex {
+  Tensor values;
+  int64_t n = 0;
+};
+DeviceIndex deviceIndexArg(const Napi::CallbackInfo& info, size_t i, int64_t limit, const char* op, const Tensor& like) {
+  DeviceIndex d;
+  if (i < info.Length() && info[i].IsArray()) {
+    std::vector<int64_t> idx = readIndexList(info[i], limit, op);
+    std::vector<double> host(idx.begin(), idx.end());
+    d.values = emptyTensor({int64_t(host.size())}, DType::F64, Device::CUDA);
+    cudaCopy(d.values.raw(), host.data(), host.size() * sizeof(double), INNFLOW_COPY_H2D);  // staged before it returns
+  } else {
+    const Tensor& index = tensorArg(info, i, "index");
+    if (index.dim() != 1) fail("ERR_SHAPE", std::string(op) + ": index must be 1-D, got shape " + shapeString(index.shape));
+    requireSameDevice(like, index, op);
+    d.values = index;
+  }
+  d.n = d.values.numel();
+  return d;
 }
 
 // ------------------------------------------------------------------------------------------------ indexSelect
@@ -467,7 +538,18 @@ Napi::Value IndexSelect(const Napi::CallbackInfo& info) {
   const Tensor& x = tensorArg(info, 0, "x");
   if (x.dim() == 0) fail("ERR_SHAPE", "indexSelect: x must have at least one dimension");
   int64_t dim = checkDim("indexSelect", intArg(info, 1, "dim"), x.shape.size());
-  std::vector<int64_t> idx = selectIndexArg(info, 2, x.shape[dim], "indexSelect");
+  if (x.onCuda()) {
+    DeviceIndex di = deviceIndexArg(info, 2, x.shape[dim], "indexSelect", x);
+    Shape outShape = x.shape;
+    outShape[dim] = di.n;
+    Tensor y = emptyLike(outShape, x.dtype, x);
+    Around a = around(x.shape, dim);
+    cudaCheck(cudaShape().indexSelect(cudaDtype(x.dtype), x.raw(), a.outer, a.size, a.inner, di.values.raw(), cudaDtype(di.values.dtype),
+                                      di.n, y.raw()),
+              "indexSelect");
+    return wrap(info.Env(), std::move(y));
+  }
+  std::vector<int64_t> idx = selectIndexArg(info, 2, x.shape[dim], "indexSelect", x);
   const int64_t n = int64_t(idx.size());
   Shape outShape = x.shape;
   outShape[dim] = n;
@@ -494,7 +576,19 @@ Napi::Value IndexSelectBackward(const Napi::CallbackInfo& info) {
   Shape xShape = shapeArg(info, 1, "xShape");
   if (xShape.empty()) fail("ERR_SHAPE", "indexSelect backward: x must have at least one dimension");
   int64_t dim = checkDim("indexSelect backward", intArg(info, 2, "dim"), xShape.size());
-  std::vector<int64_t> idx = selectIndexArg(info, 3, xShape[dim], "indexSelect backward");
+  if (g.onCuda()) {
+    DeviceIndex di = deviceIndexArg(info, 3, xShape[dim], "indexSelect backward", g);
+    Shape want = xShape;
+    want[dim] = di.n;
+    if (g.shape != want) fail("ERR_SHAPE", "indexSelect backward: gradient shape " + shapeString(g.shape) + " differs from " + shapeString(want));
+    Tensor gx = emptyLike(xShape, g.dtype, g);  // the kernel writes every element
+    Around a = around(xShape, dim);
+    cudaCheck(cudaShape().indexSelectBackward(cudaDtype(g.dtype), g.raw(), a.outer, a.size, a.inner, di.values.raw(),
+                                              cudaDtype(di.values.dtype), di.n, gx.raw()),
+              "indexSelect backward");
+    return wrap(info.Env(), std::move(gx));
+  }
+  std::vector<int64_t> idx = selectIndexArg(info, 3, xShape[dim], "indexSelect backward", g);
   const int64_t n = int64_t(idx.size());
   Shape want = xShape;
   want[dim] = n;
@@ -531,12 +625,16 @@ struct GatherPlan {
   std::vector<int64_t> offA, offB;
 };
 
-GatherPlan planGather(const Shape& xShape, const Shape& iShape, int64_t dim, const char* op) {
+void checkGatherShapes(const Shape& xShape, const Shape& iShape, int64_t dim, const char* op) {
   if (xShape.size() != iShape.size())
     fail("ERR_SHAPE", std::string(op) + ": index must have as many dimensions as x (" + shapeString(iShape) + " vs " + shapeString(xShape) + ")");
   for (size_t d = 0; d < xShape.size(); d++)
     if (int64_t(d) != dim && iShape[d] > xShape[d])
       fail("ERR_SHAPE", std::string(op) + ": index shape " + shapeString(iShape) + " exceeds x's " + shapeString(xShape) + " in dimension " + std::to_string(d));
+}
+
+GatherPlan planGather(const Shape& xShape, const Shape& iShape, int64_t dim, const char* op) {
+  checkGatherShapes(xShape, iShape, dim, op);
   // a 0-d x and index behave as shape [1]
   Shape xs = xShape.empty() ? Shape{1} : xShape, is = iShape.empty() ? Shape{1} : iShape;
   std::vector<int64_t> stride(xs.size());
@@ -567,6 +665,19 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
   const Tensor& x = tensorArg(info, 0, "x");
   int64_t dim = checkDim("gather", intArg(info, 1, "dim"), x.shape.size());
   const Tensor& index = tensorArg(info, 2, "index");
+  requireSameDevice(x, index, "gather");
+  if (x.onCuda()) {
+    checkGatherShapes(x.shape, index.shape, dim, "gather");
+    // a 0-d x and index behave as shape [1]
+    Shape xs = x.shape.empty() ? Shape{1} : x.shape, is = index.shape.empty() ? Shape{1} : index.shape;
+    if (xs.size() > INNFLOW_CUDA_MAX_DIMS)
+      fail("ERR_SHAPE", "gather: at most " + std::to_string(INNFLOW_CUDA_MAX_DIMS) + " dimensions on CUDA, got shape " + shapeString(x.shape));
+    Tensor y = emptyLike(index.shape, x.dtype, x);
+    cudaCheck(cudaShape().gather(cudaDtype(x.dtype), x.raw(), xs.data(), int(xs.size()), int(dim), index.raw(), cudaDtype(index.dtype),
+                                 is.data(), y.raw()),
+              "gather");
+    return wrap(info.Env(), std::move(y));
+  }
   GatherPlan p = planGather(x.shape, index.shape, dim, "gather");
   checkIndex(index, x.shape.empty() ? 1 : x.shape[dim], "gather");
   Tensor y = emptyTensor(index.shape, x.dtype);
@@ -607,6 +718,18 @@ Napi::Value GatherBackward(const Napi::CallbackInfo& info) {
   const Tensor& index = tensorArg(info, 3, "index");
   if (g.shape != index.shape)
     fail("ERR_SHAPE", "gather backward: gradient shape " + shapeString(g.shape) + " differs from the index's " + shapeString(index.shape));
+  requireSameDevice(g, index, "gather backward");
+  if (g.onCuda()) {
+    checkGatherShapes(xShape, index.shape, dim, "gather backward");
+    Shape xs = xShape.empty() ? Shape{1} : xShape, is = index.shape.empty() ? Shape{1} : index.shape;
+    if (xs.size() > INNFLOW_CUDA_MAX_DIMS)
+      fail("ERR_SHAPE", "gather backward: at most " + std::to_string(INNFLOW_CUDA_MAX_DIMS) + " dimensions on CUDA, got shape " + shapeString(xShape));
+    Tensor gx = emptyLike(xShape, g.dtype, g);  // zeroed by the library, then scattered into
+    cudaCheck(cudaShape().gatherBackward(cudaDtype(g.dtype), g.raw(), xs.data(), int(xs.size()), int(dim), index.raw(),
+                                         cudaDtype(index.dtype), is.data(), gx.raw()),
+              "gather backward");
+    return wrap(info.Env(), std::move(gx));
+  }
   GatherPlan p = planGather(xShape, index.shape, dim, "gather backward");
   checkIndex(index, xShape.empty() ? 1 : xShape[dim], "gather backward");
   Tensor gx = zerosTensor(xShape, g.dtype);
