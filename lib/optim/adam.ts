@@ -108,8 +108,8 @@ export class Adam extends Optimizer {
     const p = this.params[i]
     this.state[i] = {
       step: (e.get('step') as Tensor).item(),
-      expAvg: stateCopy(e.get('exp_avg') as Tensor, p.dtype),
-      expAvgSq: stateCopy(e.get('exp_avg_sq') as Tensor, p.dtype),
+      expAvg: stateCopy(e.get('exp_avg') as Tensor, p),
+      expAvgSq: stateCopy(e.get('exp_avg_sq') as Tensor, p),
     }
   }
   protected clearState(): void {

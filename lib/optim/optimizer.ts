@@ -71,15 +71,21 @@ export function stateZeros(p: Tensor): Tensor {
   return keep(fromHandle(core.full(p.shape, 0, p.dtype, p.device)))
 }
 
-/** @internal A kept copy of src converted to dtype. */
-export function stateCopy(src: Tensor, dtype: Tensor['dtype']): Tensor {
-  return keep(fromHandle(core.cast(src.handle, dtype)))
+/** @internal A kept copy of src with the dtype and device of `like` (its parameter). */
+export function stateCopy(src: Tensor, like: Tensor): Tensor {
+  const moved = src.device === like.device ? null : core.toDevice(src.handle, like.device)
+  const c = core.cast(moved ?? src.handle, like.dtype)
+  moved?.dispose()
+  return keep(fromHandle(c))
 }
 
-/** @internal Converts a state tensor to its parameter's dtype (after `module.to({ dtype })`), disposing the old one. */
+/**
+ * @internal Converts a state tensor to its parameter's dtype and device (after `module.to(...)` or loading a
+ * state dict saved elsewhere), disposing the old one.
+ */
 export function matchDtype(t: Tensor, p: Tensor): Tensor {
-  if (t.dtype === p.dtype) return t
-  const c = stateCopy(t, p.dtype)
+  if (t.dtype === p.dtype && t.device === p.device) return t
+  const c = stateCopy(t, p)
   t.dispose()
   return c
 }

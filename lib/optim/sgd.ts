@@ -97,7 +97,7 @@ export class SGD extends Optimizer {
     return b ? { momentum_buffer: b } : null
   }
   protected setState(i: number, e: Map<string, Tensor>): void {
-    this.buffers[i] = stateCopy(e.get('momentum_buffer') as Tensor, this.params[i].dtype)
+    this.buffers[i] = stateCopy(e.get('momentum_buffer') as Tensor, this.params[i])
   }
   protected clearState(): void {
     for (const b of this.buffers) b?.dispose()
