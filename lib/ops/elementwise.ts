@@ -36,7 +36,7 @@ function binary(name: string, a: TensorLike, b: TensorLike, differentiable = tru
   const tb = operand(name, b, 'b')
   if (typeof ta === 'number') {
     if (typeof tb === 'number') throw new InnflowError('ERR_ARGUMENT', `${name}: at least one operand must be a tensor`)
-    ta = fromHandle(bindingFor<object>().full([], ta, tb.dtype))
+    ta = fromHandle(bindingFor<object>().full([], ta, tb.dtype, tb.device))
   }
   if (typeof tb !== 'number' && tb.dtype !== ta.dtype)
     throw new InnflowError('ERR_DTYPE', `${name}: dtypes differ (${ta.dtype} and ${tb.dtype}); convert one with .to({ dtype })`)
@@ -128,7 +128,7 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   checkTensor('where', 'cond', cond)
   let ta = operand('where', a, 'a')
   const tb = operand('where', b, 'b')
-  if (typeof ta === 'number') ta = fromHandle(bindingFor<object>().full([], ta, cond.dtype))
+  if (typeof ta === 'number') ta = fromHandle(bindingFor<object>().full([], ta, cond.dtype, cond.device))
   if (ta.dtype !== cond.dtype || (typeof tb !== 'number' && tb.dtype !== cond.dtype))
     throw new InnflowError('ERR_DTYPE', 'where: cond, a and b must have the same dtype')
   const left = ta

@@ -8,13 +8,19 @@
 // whereBackward(g, cond, aShape, bShape)  -> [ga, gb]
 //
 // Parameters p0, p1 of the unary ops: softplus (beta, threshold), leakyRelu (slope), elu (alpha),
-// clamp (min, max), powScalar (exponent). A number in place of b is a 0-d tensor of a's dtype.
+// clamp (min, max), powScalar (exponent). A number in place of b is a 0-d tensor of a's dtype (on the GPU it
+// is passed to the kernel by value).
+//
+// CUDA tensors run the same formulas in cuda/elementwise.cu (all inputs on one device, else ERR_DEVICE); a
+// broadcasting op on CUDA takes at most INNFLOW_CUDA_MAX_DIMS dimensions (ERR_SHAPE beyond).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
 
+#include "../../cuda/elementwise.h"
 #include "../common.h"
+#include "../cuda.h"
 #include "../ops.h"
 #include "../parallel.h"
 #include "kernels.h"
@@ -32,6 +38,29 @@ static const char* kUnaryNames[U_COUNT] = {"neg", "exp", "log", "sqrt", "square"
 enum BinaryOp : int { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAXIMUM, B_MINIMUM, B_ATAN2, B_GT, B_LT, B_GE, B_LE, B_EQ, B_NE, B_COUNT };
 static const char* kBinaryNames[B_COUNT] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
                                             "atan2", "gt", "lt", "ge", "le", "eq", "ne"};
+
+// The GPU table uses these op codes (cuda/elementwise.h).
+#define INNFLOW_SAME_OP(X) static_assert(int(X) == int(INNFLOW_##X), "op code " #X " differs from cuda/elementwise.h");
+INNFLOW_SAME_OP(U_NEG) INNFLOW_SAME_OP(U_EXP) INNFLOW_SAME_OP(U_LOG) INNFLOW_SAME_OP(U_SQRT)
+INNFLOW_SAME_OP(U_SQUARE) INNFLOW_SAME_OP(U_TANH) INNFLOW_SAME_OP(U_ATAN) INNFLOW_SAME_OP(U_SIGMOID)
+INNFLOW_SAME_OP(U_SOFTPLUS) INNFLOW_SAME_OP(U_RELU) INNFLOW_SAME_OP(U_LEAKY_RELU) INNFLOW_SAME_OP(U_ELU)
+INNFLOW_SAME_OP(U_ABS) INNFLOW_SAME_OP(U_CLAMP) INNFLOW_SAME_OP(U_POW) INNFLOW_SAME_OP(U_LOG1P)
+INNFLOW_SAME_OP(U_EXPM1) INNFLOW_SAME_OP(U_SIN) INNFLOW_SAME_OP(U_COS) INNFLOW_SAME_OP(U_RECIPROCAL)
+INNFLOW_SAME_OP(U_SIGN) INNFLOW_SAME_OP(U_COUNT)
+INNFLOW_SAME_OP(B_ADD) INNFLOW_SAME_OP(B_SUB) INNFLOW_SAME_OP(B_MUL) INNFLOW_SAME_OP(B_DIV) INNFLOW_SAME_OP(B_POW)
+INNFLOW_SAME_OP(B_MAXIMUM) INNFLOW_SAME_OP(B_MINIMUM) INNFLOW_SAME_OP(B_ATAN2) INNFLOW_SAME_OP(B_GT)
+INNFLOW_SAME_OP(B_LT) INNFLOW_SAME_OP(B_GE) INNFLOW_SAME_OP(B_LE) INNFLOW_SAME_OP(B_EQ) INNFLOW_SAME_OP(B_NE)
+INNFLOW_SAME_OP(B_COUNT)
+#undef INNFLOW_SAME_OP
+
+static const InnflowCudaElementwise& gpu() { return cudaTable<InnflowCudaElementwise>("innflow_cuda_elementwise"); }
+
+// ERR_SHAPE for a broadcasting op on CUDA with more dimensions than the GPU kernels index.
+static void requireCudaDims(const Shape& out, const char* op) {
+  if (out.size() > INNFLOW_CUDA_MAX_DIMS)
+    fail("ERR_SHAPE", std::string(op) + ": broadcasting CUDA tensors supports at most " +
+                          std::to_string(INNFLOW_CUDA_MAX_DIMS) + " dimensions, got shape " + shapeString(out));
+}
 
 // Waking the pool costs tens of µs on small VMs: below ~256k elements (1 MiB of float32) an elementwise op
 // stays on the calling thread (moons-b256 ran 25% faster on two threads with this than with 64k).
@@ -156,7 +185,11 @@ static Napi::Value Unary(const Napi::CallbackInfo& info) {
   const Tensor& x = tensorArg(info, 1, "x");
   double p0 = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0.0;
   double p1 = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : 0.0;
-  Tensor y = emptyTensor(x.shape, x.dtype);
+  Tensor y = emptyLike(x.shape, x.dtype, x);
+  if (x.onCuda()) {
+    cudaCheck(gpu().unary(op, cudaDtype(x.dtype), x.raw(), y.raw(), x.numel(), p0, p1), kUnaryNames[op]);
+    return wrap(info.Env(), std::move(y));
+  }
   INNFLOW_DISPATCH(x.dtype, T, {
     const T* xs = x.data<T>();
     T* ys = y.data<T>();
@@ -185,7 +218,15 @@ static Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
     fail("ERR_SHAPE", std::string(kUnaryNames[op]) + " backward: gradient shape " + shapeString(g.shape) +
                           " differs from input shape " + shapeString(x.shape));
   requireSameDtype(g, x, kUnaryNames[op]);
-  Tensor gx = emptyTensor(x.shape, x.dtype);
+  requireSameDevice(g, x, kUnaryNames[op]);
+  requireSameDevice(x, y, kUnaryNames[op]);
+  Tensor gx = emptyLike(x.shape, x.dtype, x);
+  if (x.onCuda()) {
+    requireSameDtype(y, x, kUnaryNames[op]);  // the GPU reads y as x's dtype
+    cudaCheck(gpu().unaryBackward(op, cudaDtype(x.dtype), g.raw(), x.raw(), y.raw(), gx.raw(), x.numel(), p0, p1),
+              kUnaryNames[op]);
+    return wrap(info.Env(), std::move(gx));
+  }
   INNFLOW_DISPATCH(x.dtype, T, {
     const T *gs = g.data<T>(), *xs = x.data<T>(), *ys = y.data<T>();
     T* out = gx.data<T>();
@@ -284,10 +325,34 @@ static Tensor scalarTensor(double v, DType dtype) {
   return t;
 }
 
-static Tensor operandArg(const Napi::CallbackInfo& info, size_t i, const char* name, DType dtype) {
-  if (i < info.Length() && info[i].IsNumber()) return scalarTensor(info[i].As<Napi::Number>().DoubleValue(), dtype);
-  return tensorArg(info, i, name);
+// A tensor operand, or a JavaScript number: on the CPU a 0-d tensor of `like`'s dtype; with a CUDA `like` a
+// shape-only 0-d tensor (no storage) and the value, which the GPU kernel takes by value.
+struct Operand {
+  Tensor t;
+  bool number = false;
+  double value = 0;
+};
+
+static Operand operandArg(const Napi::CallbackInfo& info, size_t i, const char* name, const Tensor& like) {
+  Operand o;
+  if (i < info.Length() && info[i].IsNumber()) {
+    o.number = true;
+    o.value = info[i].As<Napi::Number>().DoubleValue();
+    if (like.onCuda()) o.t.dtype = like.dtype;  // shape {}, no storage: never read as a tensor
+    else o.t = scalarTensor(o.value, like.dtype);
+    return o;
+  }
+  o.t = tensorArg(info, i, name);
+  return o;
 }
+
+// ERR_DEVICE unless the operand is a number or lives on a's device.
+static void requireOperandDevice(const Tensor& a, const Operand& b, const char* op) {
+  if (!b.number) requireSameDevice(a, b.t, op);
+}
+
+// The device pointer the GPU kernels take for an operand (null for a number).
+static const void* cudaOperand(const Operand& b) { return b.number ? nullptr : b.t.raw(); }
 
 // ------------------------------------------------------------------------------------------------ binary
 
@@ -357,10 +422,19 @@ static int binaryOpArg(const Napi::CallbackInfo& info) {
   return static_cast<int>(op);
 }
 
-static Tensor binaryCompute(int op, const Tensor& a, const Tensor& b) {
+static Tensor binaryCompute(int op, const Tensor& a, const Operand& bo) {
+  const Tensor& b = bo.t;
   requireSameDtype(a, b, kBinaryNames[op]);
   Shape out = broadcastShapes(a.shape, b.shape, kBinaryNames[op]);
-  Tensor y = emptyTensor(out, a.dtype);
+  requireOperandDevice(a, bo, kBinaryNames[op]);
+  Tensor y = emptyLike(out, a.dtype, a);
+  if (a.onCuda()) {
+    if (a.shape != out || (!bo.number && b.shape != out)) requireCudaDims(out, kBinaryNames[op]);
+    cudaCheck(gpu().binary(op, cudaDtype(a.dtype), a.raw(), a.shape.data(), int(a.shape.size()), cudaOperand(bo),
+                           b.shape.data(), int(b.shape.size()), bo.value, y.raw(), out.data(), int(out.size())),
+              kBinaryNames[op]);
+    return y;
+  }
   const int64_t n = y.numel();
   INNFLOW_DISPATCH(a.dtype, T, {
     const T *as = a.data<T>(), *bs = b.data<T>();
@@ -395,7 +469,7 @@ static Tensor binaryCompute(int op, const Tensor& a, const Tensor& b) {
 static Napi::Value Binary(const Napi::CallbackInfo& info) {
   int op = binaryOpArg(info);
   const Tensor& a = tensorArg(info, 1, "a");
-  Tensor b = operandArg(info, 2, "b", a.dtype);
+  Operand b = operandArg(info, 2, "b", a);
   return wrap(info.Env(), binaryCompute(op, a, b));
 }
 
@@ -409,7 +483,8 @@ static Napi::Value BinaryBackward(const Napi::CallbackInfo& info) {
   int op = binaryOpArg(info);
   const Tensor& g = tensorArg(info, 1, "g");
   const Tensor& a = tensorArg(info, 2, "a");
-  Tensor b = operandArg(info, 3, "b", a.dtype);
+  Operand bo = operandArg(info, 3, "b", a);
+  const Tensor& b = bo.t;
   bool needA = boolArg(info, 4, "needA"), needB = boolArg(info, 5, "needB");
   requireSameDtype(a, b, kBinaryNames[op]);
   requireSameDtype(g, a, kBinaryNames[op]);
@@ -417,10 +492,18 @@ static Napi::Value BinaryBackward(const Napi::CallbackInfo& info) {
   if (g.shape != out)
     fail("ERR_SHAPE", std::string(kBinaryNames[op]) + " backward: gradient shape " + shapeString(g.shape) +
                           " differs from output shape " + shapeString(out));
+  requireOperandDevice(a, bo, kBinaryNames[op]);
+  requireSameDevice(g, a, kBinaryNames[op]);
   Tensor ga, gb;
-  if (needA) ga = emptyTensor(out, a.dtype);
-  if (needB) gb = emptyTensor(out, a.dtype);
-  INNFLOW_DISPATCH(a.dtype, T, {
+  if (needA) ga = emptyLike(out, a.dtype, a);
+  if (needB) gb = emptyLike(out, a.dtype, a);
+  if (a.onCuda()) {
+    if (a.shape != out || (!bo.number && b.shape != out)) requireCudaDims(out, kBinaryNames[op]);
+    cudaCheck(gpu().binaryBackward(op, cudaDtype(a.dtype), g.raw(), a.raw(), a.shape.data(), int(a.shape.size()),
+                                   cudaOperand(bo), b.shape.data(), int(b.shape.size()), bo.value,
+                                   needA ? ga.raw() : nullptr, needB ? gb.raw() : nullptr, out.data(), int(out.size())),
+              kBinaryNames[op]);
+  } else INNFLOW_DISPATCH(a.dtype, T, {
     const T *gs = g.data<T>(), *as = a.data<T>(), *bs = b.data<T>();
     T* gaOut = needA ? ga.data<T>() : nullptr;
     T* gbOut = needB ? gb.data<T>() : nullptr;
@@ -460,11 +543,22 @@ static Napi::Value BinaryBackward(const Napi::CallbackInfo& info) {
 static Napi::Value Where(const Napi::CallbackInfo& info) {
   const Tensor& cond = tensorArg(info, 0, "cond");
   const Tensor& a = tensorArg(info, 1, "a");
-  Tensor b = operandArg(info, 2, "b", a.dtype);
+  Operand bo = operandArg(info, 2, "b", a);
+  const Tensor& b = bo.t;
   requireSameDtype(a, b, "where");
   requireSameDtype(cond, a, "where");
   Shape out = broadcastShapes(broadcastShapes(cond.shape, a.shape, "where"), b.shape, "where");
-  Tensor y = emptyTensor(out, a.dtype);
+  requireSameDevice(cond, a, "where");
+  requireOperandDevice(a, bo, "where");
+  Tensor y = emptyLike(out, a.dtype, a);
+  if (a.onCuda()) {
+    requireCudaDims(out, "where");
+    cudaCheck(gpu().where(cudaDtype(a.dtype), cond.raw(), cond.shape.data(), int(cond.shape.size()), a.raw(),
+                          a.shape.data(), int(a.shape.size()), cudaOperand(bo), b.shape.data(), int(b.shape.size()),
+                          bo.value, y.raw(), out.data(), int(out.size())),
+              "where");
+    return wrap(info.Env(), std::move(y));
+  }
   INNFLOW_DISPATCH(a.dtype, T, {
     const T *cs = cond.data<T>(), *as = a.data<T>(), *bs = b.data<T>();
     T* ys = y.data<T>();
@@ -483,10 +577,21 @@ static Napi::Value WhereBackward(const Napi::CallbackInfo& info) {
   Shape bShape = shapeArg(info, 3, "bShape");
   bool needA = boolArg(info, 4, "needA"), needB = boolArg(info, 5, "needB");
   requireSameDtype(g, cond, "where backward");
+  requireSameDevice(g, cond, "where backward");
   Tensor ga, gb;
-  if (needA) ga = emptyTensor(g.shape, g.dtype);
-  if (needB) gb = emptyTensor(g.shape, g.dtype);
-  INNFLOW_DISPATCH(g.dtype, T, {
+  if (needA) ga = emptyLike(g.shape, g.dtype, g);
+  if (needB) gb = emptyLike(g.shape, g.dtype, g);
+  if (g.onCuda()) {
+    // the GPU indexes cond through the broadcast, so it must really broadcast to g
+    if (broadcastShapes(cond.shape, g.shape, "where backward") != g.shape)
+      fail("ERR_SHAPE", "where backward: condition shape " + shapeString(cond.shape) + " does not broadcast to " +
+                            shapeString(g.shape));
+    requireCudaDims(g.shape, "where backward");
+    cudaCheck(gpu().whereBackward(cudaDtype(g.dtype), g.raw(), g.shape.data(), int(g.shape.size()), cond.raw(),
+                                  cond.shape.data(), int(cond.shape.size()), needA ? ga.raw() : nullptr,
+                                  needB ? gb.raw() : nullptr),
+              "where backward");
+  } else INNFLOW_DISPATCH(g.dtype, T, {
     const T *gs = g.data<T>(), *cs = cond.data<T>();
     T* gaOut = needA ? ga.data<T>() : nullptr;
     T* gbOut = needB ? gb.data<T>() : nullptr;
@@ -509,7 +614,14 @@ static Napi::Value WhereBackward(const Napi::CallbackInfo& info) {
 Tensor expandTo(const Tensor& g, const Shape& target, double scale) {
   if (broadcastShapes(g.shape, target, "expand") != target)
     fail("ERR_SHAPE", "expand: shape " + shapeString(g.shape) + " does not broadcast to " + shapeString(target));
-  Tensor y = emptyTensor(target, g.dtype);
+  Tensor y = emptyLike(target, g.dtype, g);
+  if (g.onCuda()) {
+    if (g.shape != target) requireCudaDims(target, "expand");
+    cudaCheck(gpu().expand(cudaDtype(g.dtype), g.raw(), g.shape.data(), int(g.shape.size()), scale, y.raw(),
+                           target.data(), int(target.size())),
+              "expand");
+    return y;
+  }
   INNFLOW_DISPATCH(g.dtype, T, {
     const T* gs = g.data<T>();
     T* ys = y.data<T>();
