@@ -11,8 +11,9 @@
 // clamp (min, max), powScalar (exponent). A number in place of b is a 0-d tensor of a's dtype (on the GPU it
 // is passed to the kernel by value).
 //
-// CUDA tensors run the same formulas in cuda/elementwise.cu (all inputs on one device, else ERR_DEVICE); a
-// broadcasting op on CUDA takes at most INNFLOW_CUDA_MAX_DIMS dimensions (ERR_SHAPE beyond).
+// CUDA tensors run the same formulas in cuda/elementwise.cu (all inputs on one device, else ERR_DEVICE; float32
+// tanh is CUDA's tanhf there). A broadcasting op on CUDA indexes at most INNFLOW_CUDA_MAX_DIMS dimensions after
+// merging neighbouring ones (cudaGeometry), ERR_SHAPE beyond.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -55,11 +56,43 @@ INNFLOW_SAME_OP(B_COUNT)
 
 static const InnflowCudaElementwise& gpu() { return cudaTable<InnflowCudaElementwise>("innflow_cuda_elementwise"); }
 
-// ERR_SHAPE for a broadcasting op on CUDA with more dimensions than the GPU kernels index.
-static void requireCudaDims(const Shape& out, const char* op) {
-  if (out.size() > INNFLOW_CUDA_MAX_DIMS)
+// The shapes a broadcasting GPU kernel indexes with: the output and its operands (which broadcast to it, as
+// checked before) right-aligned, with size-1 output dimensions dropped and neighbouring dimensions merged
+// where every operand is stretched along both or along neither. The element order and every operand's offsets
+// stay the same, with fewer dimensions: same shapes become one dimension. ERR_SHAPE when more than
+// INNFLOW_CUDA_MAX_DIMS remain.
+struct CudaGeometry {
+  Shape out;
+  std::vector<Shape> operands;
+};
+
+static CudaGeometry cudaGeometry(const Shape& out, const std::vector<const Shape*>& operands, const char* op) {
+  CudaGeometry geo;
+  geo.operands.resize(operands.size());
+  std::vector<bool> previous;
+  for (size_t d = 0; d < out.size(); d++) {
+    if (out[d] == 1) continue;
+    std::vector<bool> full(operands.size());  // operand k runs along d (else it is broadcast)
+    for (size_t k = 0; k < operands.size(); k++) {
+      const Shape& s = *operands[k];
+      const size_t lead = out.size() - s.size();
+      full[k] = d >= lead && s[d - lead] != 1;
+    }
+    if (!geo.out.empty() && full == previous) {
+      geo.out.back() *= out[d];
+      for (size_t k = 0; k < operands.size(); k++)
+        if (full[k]) geo.operands[k].back() *= out[d];
+    } else {
+      geo.out.push_back(out[d]);
+      for (size_t k = 0; k < operands.size(); k++) geo.operands[k].push_back(full[k] ? out[d] : 1);
+      previous = full;
+    }
+  }
+  if (geo.out.size() > INNFLOW_CUDA_MAX_DIMS)
     fail("ERR_SHAPE", std::string(op) + ": broadcasting CUDA tensors supports at most " +
-                          std::to_string(INNFLOW_CUDA_MAX_DIMS) + " dimensions, got shape " + shapeString(out));
+                          std::to_string(INNFLOW_CUDA_MAX_DIMS) + " dimensions (after merging), got output shape " +
+                          shapeString(out));
+  return geo;
 }
 
 // Waking the pool costs tens of µs on small VMs: below ~256k elements (1 MiB of float32) an elementwise op
@@ -429,9 +462,10 @@ static Tensor binaryCompute(int op, const Tensor& a, const Operand& bo) {
   requireOperandDevice(a, bo, kBinaryNames[op]);
   Tensor y = emptyLike(out, a.dtype, a);
   if (a.onCuda()) {
-    if (a.shape != out || (!bo.number && b.shape != out)) requireCudaDims(out, kBinaryNames[op]);
-    cudaCheck(gpu().binary(op, cudaDtype(a.dtype), a.raw(), a.shape.data(), int(a.shape.size()), cudaOperand(bo),
-                           b.shape.data(), int(b.shape.size()), bo.value, y.raw(), out.data(), int(out.size())),
+    const CudaGeometry geo = cudaGeometry(out, {&a.shape, &b.shape}, kBinaryNames[op]);
+    const Shape &sa = geo.operands[0], &sb = geo.operands[1];
+    cudaCheck(gpu().binary(op, cudaDtype(a.dtype), a.raw(), sa.data(), int(sa.size()), cudaOperand(bo), sb.data(),
+                           int(sb.size()), bo.value, y.raw(), geo.out.data(), int(geo.out.size())),
               kBinaryNames[op]);
     return y;
   }
@@ -498,10 +532,11 @@ static Napi::Value BinaryBackward(const Napi::CallbackInfo& info) {
   if (needA) ga = emptyLike(out, a.dtype, a);
   if (needB) gb = emptyLike(out, a.dtype, a);
   if (a.onCuda()) {
-    if (a.shape != out || (!bo.number && b.shape != out)) requireCudaDims(out, kBinaryNames[op]);
-    cudaCheck(gpu().binaryBackward(op, cudaDtype(a.dtype), g.raw(), a.raw(), a.shape.data(), int(a.shape.size()),
-                                   cudaOperand(bo), b.shape.data(), int(b.shape.size()), bo.value,
-                                   needA ? ga.raw() : nullptr, needB ? gb.raw() : nullptr, out.data(), int(out.size())),
+    const CudaGeometry geo = cudaGeometry(out, {&a.shape, &b.shape}, kBinaryNames[op]);
+    const Shape &sa = geo.operands[0], &sb = geo.operands[1];
+    cudaCheck(gpu().binaryBackward(op, cudaDtype(a.dtype), g.raw(), a.raw(), sa.data(), int(sa.size()), cudaOperand(bo),
+                                   sb.data(), int(sb.size()), bo.value, needA ? ga.raw() : nullptr,
+                                   needB ? gb.raw() : nullptr, geo.out.data(), int(geo.out.size())),
               kBinaryNames[op]);
   } else INNFLOW_DISPATCH(a.dtype, T, {
     const T *gs = g.data<T>(), *as = a.data<T>(), *bs = b.data<T>();
@@ -552,10 +587,11 @@ static Napi::Value Where(const Napi::CallbackInfo& info) {
   requireOperandDevice(a, bo, "where");
   Tensor y = emptyLike(out, a.dtype, a);
   if (a.onCuda()) {
-    requireCudaDims(out, "where");
-    cudaCheck(gpu().where(cudaDtype(a.dtype), cond.raw(), cond.shape.data(), int(cond.shape.size()), a.raw(),
-                          a.shape.data(), int(a.shape.size()), cudaOperand(bo), b.shape.data(), int(b.shape.size()),
-                          bo.value, y.raw(), out.data(), int(out.size())),
+    const CudaGeometry geo = cudaGeometry(out, {&cond.shape, &a.shape, &b.shape}, "where");
+    const Shape &sc = geo.operands[0], &sa = geo.operands[1], &sb = geo.operands[2];
+    cudaCheck(gpu().where(cudaDtype(a.dtype), cond.raw(), sc.data(), int(sc.size()), a.raw(), sa.data(), int(sa.size()),
+                          cudaOperand(bo), sb.data(), int(sb.size()), bo.value, y.raw(), geo.out.data(),
+                          int(geo.out.size())),
               "where");
     return wrap(info.Env(), std::move(y));
   }
@@ -586,10 +622,10 @@ static Napi::Value WhereBackward(const Napi::CallbackInfo& info) {
     if (broadcastShapes(cond.shape, g.shape, "where backward") != g.shape)
       fail("ERR_SHAPE", "where backward: condition shape " + shapeString(cond.shape) + " does not broadcast to " +
                             shapeString(g.shape));
-    requireCudaDims(g.shape, "where backward");
-    cudaCheck(gpu().whereBackward(cudaDtype(g.dtype), g.raw(), g.shape.data(), int(g.shape.size()), cond.raw(),
-                                  cond.shape.data(), int(cond.shape.size()), needA ? ga.raw() : nullptr,
-                                  needB ? gb.raw() : nullptr),
+    const CudaGeometry geo = cudaGeometry(g.shape, {&cond.shape}, "where backward");
+    const Shape& sc = geo.operands[0];
+    cudaCheck(gpu().whereBackward(cudaDtype(g.dtype), g.raw(), geo.out.data(), int(geo.out.size()), cond.raw(),
+                                  sc.data(), int(sc.size()), needA ? ga.raw() : nullptr, needB ? gb.raw() : nullptr),
               "where backward");
   } else INNFLOW_DISPATCH(g.dtype, T, {
     const T *gs = g.data<T>(), *cs = cond.data<T>();
@@ -616,9 +652,10 @@ Tensor expandTo(const Tensor& g, const Shape& target, double scale) {
     fail("ERR_SHAPE", "expand: shape " + shapeString(g.shape) + " does not broadcast to " + shapeString(target));
   Tensor y = emptyLike(target, g.dtype, g);
   if (g.onCuda()) {
-    if (g.shape != target) requireCudaDims(target, "expand");
-    cudaCheck(gpu().expand(cudaDtype(g.dtype), g.raw(), g.shape.data(), int(g.shape.size()), scale, y.raw(),
-                           target.data(), int(target.size())),
+    const CudaGeometry geo = cudaGeometry(target, {&g.shape}, "expand");
+    const Shape& sg = geo.operands[0];
+    cudaCheck(gpu().expand(cudaDtype(g.dtype), g.raw(), sg.data(), int(sg.size()), scale, y.raw(), geo.out.data(),
+                           int(geo.out.size())),
               "expand");
     return y;
   }
