@@ -8,13 +8,20 @@
 // whereBackward(g, cond, aShape, bShape)  -> [ga, gb]
 //
 // Parameters p0, p1 of the unary ops: softplus (beta, threshold), leakyRelu (slope), elu (alpha),
-// clamp (min, max), powScalar (exponent). A number in place of b is a 0-d tensor of a's dtype.
+// clamp (min, max), powScalar (exponent). A number in place of b is a 0-d tensor of a's dtype (on the GPU it
+// is passed to the kernel by value).
+//
+// CUDA tensors run the same formulas in cuda/elementwise.cu (all inputs on one device, else ERR_DEVICE; float32
+// tanh is CUDA's tanhf there). A broadcasting op on CUDA indexes at most INNFLOW_CUDA_MAX_DIMS dimensions after
+// merging neighbouring ones (cudaGeometry), ERR_SHAPE beyond.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
 
+#include "../../cuda/elementwise.h"
 #include "../common.h"
+#include "../cuda.h"
 #include "../ops.h"
 #include "../parallel.h"
 #include "kernels.h"
@@ -32,6 +39,61 @@ static const char* kUnaryNames[U_COUNT] = {"neg", "exp", "log", "sqrt", "square"
 enum BinaryOp : int { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAXIMUM, B_MINIMUM, B_ATAN2, B_GT, B_LT, B_GE, B_LE, B_EQ, B_NE, B_COUNT };
 static const char* kBinaryNames[B_COUNT] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
                                             "atan2", "gt", "lt", "ge", "le", "eq", "ne"};
+
+// The GPU table uses these op codes (cuda/elementwise.h).
+#define INNFLOW_SAME_OP(X) static_assert(int(X) == int(INNFLOW_##X), "op code " #X " differs from cuda/elementwise.h");
+INNFLOW_SAME_OP(U_NEG) INNFLOW_SAME_OP(U_EXP) INNFLOW_SAME_OP(U_LOG) INNFLOW_SAME_OP(U_SQRT)
+INNFLOW_SAME_OP(U_SQUARE) INNFLOW_SAME_OP(U_TANH) INNFLOW_SAME_OP(U_ATAN) INNFLOW_SAME_OP(U_SIGMOID)
+INNFLOW_SAME_OP(U_SOFTPLUS) INNFLOW_SAME_OP(U_RELU) INNFLOW_SAME_OP(U_LEAKY_RELU) INNFLOW_SAME_OP(U_ELU)
+INNFLOW_SAME_OP(U_ABS) INNFLOW_SAME_OP(U_CLAMP) INNFLOW_SAME_OP(U_POW) INNFLOW_SAME_OP(U_LOG1P)
+INNFLOW_SAME_OP(U_EXPM1) INNFLOW_SAME_OP(U_SIN) INNFLOW_SAME_OP(U_COS) INNFLOW_SAME_OP(U_RECIPROCAL)
+INNFLOW_SAME_OP(U_SIGN) INNFLOW_SAME_OP(U_COUNT)
+INNFLOW_SAME_OP(B_ADD) INNFLOW_SAME_OP(B_SUB) INNFLOW_SAME_OP(B_MUL) INNFLOW_SAME_OP(B_DIV) INNFLOW_SAME_OP(B_POW)
+INNFLOW_SAME_OP(B_MAXIMUM) INNFLOW_SAME_OP(B_MINIMUM) INNFLOW_SAME_OP(B_ATAN2) INNFLOW_SAME_OP(B_GT)
+INNFLOW_SAME_OP(B_LT) INNFLOW_SAME_OP(B_GE) INNFLOW_SAME_OP(B_LE) INNFLOW_SAME_OP(B_EQ) INNFLOW_SAME_OP(B_NE)
+INNFLOW_SAME_OP(B_COUNT)
+#undef INNFLOW_SAME_OP
+
+static const InnflowCudaElementwise& gpu() { return cudaTable<InnflowCudaElementwise>("innflow_cuda_elementwise"); }
+
+// The shapes a broadcasting GPU kernel indexes with: the output and its operands (which broadcast to it, as
+// checked before) right-aligned, with size-1 output dimensions dropped and neighbouring dimensions merged
+// where every operand is stretched along both or along neither. The element order and every operand's offsets
+// stay the same, with fewer dimensions: same shapes become one dimension. ERR_SHAPE when more than
+// INNFLOW_CUDA_MAX_DIMS remain.
+struct CudaGeometry {
+  Shape out;
+  std::vector<Shape> operands;
+};
+
+static CudaGeometry cudaGeometry(const Shape& out, const std::vector<const Shape*>& operands, const char* op) {
+  CudaGeometry geo;
+  geo.operands.resize(operands.size());
+  std::vector<bool> previous;
+  for (size_t d = 0; d < out.size(); d++) {
+    if (out[d] == 1) continue;
+    std::vector<bool> full(operands.size());  // operand k runs along d (else it is broadcast)
+    for (size_t k = 0; k < operands.size(); k++) {
+      const Shape& s = *operands[k];
+      const size_t lead = out.size() - s.size();
+      full[k] = d >= lead && s[d - lead] != 1;
+    }
+    if (!geo.out.empty() && full == previous) {
+      geo.out.back() *= out[d];
+      for (size_t k = 0; k < operands.size(); k++)
+        if (full[k]) geo.operands[k].back() *= out[d];
+    } else {
+      geo.out.push_back(out[d]);
+      for (size_t k = 0; k < operands.size(); k++) geo.operands[k].push_back(full[k] ? out[d] : 1);
+      previous = full;
+    }
+  }
+  if (geo.out.size() > INNFLOW_CUDA_MAX_DIMS)
+    fail("ERR_SHAPE", std::string(op) + ": broadcasting CUDA tensors supports at most " +
+                          std::to_string(INNFLOW_CUDA_MAX_DIMS) + " dimensions (after merging), got output shape " +
+                          shapeString(out));
+  return geo;
+}
 
 // Waking the pool costs tens of µs on small VMs: below ~256k elements (1 MiB of float32) an elementwise op
 // stays on the calling thread (moons-b256 ran 25% faster on two threads with this than with 64k).
@@ -156,7 +218,11 @@ static Napi::Value Unary(const Napi::CallbackInfo& info) {
   const Tensor& x = tensorArg(info, 1, "x");
   double p0 = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0.0;
   double p1 = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : 0.0;
-  Tensor y = emptyTensor(x.shape, x.dtype);
+  Tensor y = emptyLike(x.shape, x.dtype, x);
+  if (x.onCuda()) {
+    cudaCheck(gpu().unary(op, cudaDtype(x.dtype), x.raw(), y.raw(), x.numel(), p0, p1), kUnaryNames[op]);
+    return wrap(info.Env(), std::move(y));
+  }
   INNFLOW_DISPATCH(x.dtype, T, {
     const T* xs = x.data<T>();
     T* ys = y.data<T>();
@@ -185,7 +251,15 @@ static Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
     fail("ERR_SHAPE", std::string(kUnaryNames[op]) + " backward: gradient shape " + shapeString(g.shape) +
                           " differs from input shape " + shapeString(x.shape));
   requireSameDtype(g, x, kUnaryNames[op]);
-  Tensor gx = emptyTensor(x.shape, x.dtype);
+  requireSameDevice(g, x, kUnaryNames[op]);
+  requireSameDevice(x, y, kUnaryNames[op]);
+  Tensor gx = emptyLike(x.shape, x.dtype, x);
+  if (x.onCuda()) {
+    requireSameDtype(y, x, kUnaryNames[op]);  // the GPU reads y as x's dtype
+    cudaCheck(gpu().unaryBackward(op, cudaDtype(x.dtype), g.raw(), x.raw(), y.raw(), gx.raw(), x.numel(), p0, p1),
+              kUnaryNames[op]);
+    return wrap(info.Env(), std::move(gx));
+  }
   INNFLOW_DISPATCH(x.dtype, T, {
     const T *gs = g.data<T>(), *xs = x.data<T>(), *ys = y.data<T>();
     T* out = gx.data<T>();
@@ -284,10 +358,34 @@ static Tensor scalarTensor(double v, DType dtype) {
   return t;
 }
 
-static Tensor operandArg(const Napi::CallbackInfo& info, size_t i, const char* name, DType dtype) {
-  if (i < info.Length() && info[i].IsNumber()) return scalarTensor(info[i].As<Napi::Number>().DoubleValue(), dtype);
-  return tensorArg(info, i, name);
+// A tensor operand, or a JavaScript number: on the CPU a 0-d tensor of `like`'s dtype; with a CUDA `like` a
+// shape-only 0-d tensor (no storage) and the value, which the GPU kernel takes by value.
+struct Operand {
+  Tensor t;
+  bool number = false;
+  double value = 0;
+};
+
+static Operand operandArg(const Napi::CallbackInfo& info, size_t i, const char* name, const Tensor& like) {
+  Operand o;
+  if (i < info.Length() && info[i].IsNumber()) {
+    o.number = true;
+    o.value = info[i].As<Napi::Number>().DoubleValue();
+    if (like.onCuda()) o.t.dtype = like.dtype;  // shape {}, no storage: never read as a tensor
+    else o.t = scalarTensor(o.value, like.dtype);
+    return o;
+  }
+  o.t = tensorArg(info, i, name);
+  return o;
 }
+
+// ERR_DEVICE unless the operand is a number or lives on a's device.
+static void requireOperandDevice(const Tensor& a, const Operand& b, const char* op) {
+  if (!b.number) requireSameDevice(a, b.t, op);
+}
+
+// The device pointer the GPU kernels take for an operand (null for a number).
+static const void* cudaOperand(const Operand& b) { return b.number ? nullptr : b.t.raw(); }
 
 // ------------------------------------------------------------------------------------------------ binary
 
@@ -357,10 +455,20 @@ static int binaryOpArg(const Napi::CallbackInfo& info) {
   return static_cast<int>(op);
 }
 
-static Tensor binaryCompute(int op, const Tensor& a, const Tensor& b) {
+static Tensor binaryCompute(int op, const Tensor& a, const Operand& bo) {
+  const Tensor& b = bo.t;
   requireSameDtype(a, b, kBinaryNames[op]);
   Shape out = broadcastShapes(a.shape, b.shape, kBinaryNames[op]);
-  Tensor y = emptyTensor(out, a.dtype);
+  requireOperandDevice(a, bo, kBinaryNames[op]);
+  Tensor y = emptyLike(out, a.dtype, a);
+  if (a.onCuda()) {
+    const CudaGeometry geo = cudaGeometry(out, {&a.shape, &b.shape}, kBinaryNames[op]);
+    const Shape &sa = geo.operands[0], &sb = geo.operands[1];
+    cudaCheck(gpu().binary(op, cudaDtype(a.dtype), a.raw(), sa.data(), int(sa.size()), cudaOperand(bo), sb.data(),
+                           int(sb.size()), bo.value, y.raw(), geo.out.data(), int(geo.out.size())),
+              kBinaryNames[op]);
+    return y;
+  }
   const int64_t n = y.numel();
   INNFLOW_DISPATCH(a.dtype, T, {
     const T *as = a.data<T>(), *bs = b.data<T>();
@@ -395,7 +503,7 @@ static Tensor binaryCompute(int op, const Tensor& a, const Tensor& b) {
 static Napi::Value Binary(const Napi::CallbackInfo& info) {
   int op = binaryOpArg(info);
   const Tensor& a = tensorArg(info, 1, "a");
-  Tensor b = operandArg(info, 2, "b", a.dtype);
+  Operand b = operandArg(info, 2, "b", a);
   return wrap(info.Env(), binaryCompute(op, a, b));
 }
 
@@ -409,7 +517,8 @@ static Napi::Value BinaryBackward(const Napi::CallbackInfo& info) {
   int op = binaryOpArg(info);
   const Tensor& g = tensorArg(info, 1, "g");
   const Tensor& a = tensorArg(info, 2, "a");
-  Tensor b = operandArg(info, 3, "b", a.dtype);
+  Operand bo = operandArg(info, 3, "b", a);
+  const Tensor& b = bo.t;
   bool needA = boolArg(info, 4, "needA"), needB = boolArg(info, 5, "needB");
   requireSameDtype(a, b, kBinaryNames[op]);
   requireSameDtype(g, a, kBinaryNames[op]);
@@ -417,10 +526,19 @@ static Napi::Value BinaryBackward(const Napi::CallbackInfo& info) {
   if (g.shape != out)
     fail("ERR_SHAPE", std::string(kBinaryNames[op]) + " backward: gradient shape " + shapeString(g.shape) +
                           " differs from output shape " + shapeString(out));
+  requireOperandDevice(a, bo, kBinaryNames[op]);
+  requireSameDevice(g, a, kBinaryNames[op]);
   Tensor ga, gb;
-  if (needA) ga = emptyTensor(out, a.dtype);
-  if (needB) gb = emptyTensor(out, a.dtype);
-  INNFLOW_DISPATCH(a.dtype, T, {
+  if (needA) ga = emptyLike(out, a.dtype, a);
+  if (needB) gb = emptyLike(out, a.dtype, a);
+  if (a.onCuda()) {
+    const CudaGeometry geo = cudaGeometry(out, {&a.shape, &b.shape}, kBinaryNames[op]);
+    const Shape &sa = geo.operands[0], &sb = geo.operands[1];
+    cudaCheck(gpu().binaryBackward(op, cudaDtype(a.dtype), g.raw(), a.raw(), sa.data(), int(sa.size()), cudaOperand(bo),
+                                   sb.data(), int(sb.size()), bo.value, needA ? ga.raw() : nullptr,
+                                   needB ? gb.raw() : nullptr, geo.out.data(), int(geo.out.size())),
+              kBinaryNames[op]);
+  } else INNFLOW_DISPATCH(a.dtype, T, {
     const T *gs = g.data<T>(), *as = a.data<T>(), *bs = b.data<T>();
     T* gaOut = needA ? ga.data<T>() : nullptr;
     T* gbOut = needB ? gb.data<T>() : nullptr;
@@ -460,11 +578,23 @@ static Napi::Value BinaryBackward(const Napi::CallbackInfo& info) {
 static Napi::Value Where(const Napi::CallbackInfo& info) {
   const Tensor& cond = tensorArg(info, 0, "cond");
   const Tensor& a = tensorArg(info, 1, "a");
-  Tensor b = operandArg(info, 2, "b", a.dtype);
+  Operand bo = operandArg(info, 2, "b", a);
+  const Tensor& b = bo.t;
   requireSameDtype(a, b, "where");
   requireSameDtype(cond, a, "where");
   Shape out = broadcastShapes(broadcastShapes(cond.shape, a.shape, "where"), b.shape, "where");
-  Tensor y = emptyTensor(out, a.dtype);
+  requireSameDevice(cond, a, "where");
+  requireOperandDevice(a, bo, "where");
+  Tensor y = emptyLike(out, a.dtype, a);
+  if (a.onCuda()) {
+    const CudaGeometry geo = cudaGeometry(out, {&cond.shape, &a.shape, &b.shape}, "where");
+    const Shape &sc = geo.operands[0], &sa = geo.operands[1], &sb = geo.operands[2];
+    cudaCheck(gpu().where(cudaDtype(a.dtype), cond.raw(), sc.data(), int(sc.size()), a.raw(), sa.data(), int(sa.size()),
+                          cudaOperand(bo), sb.data(), int(sb.size()), bo.value, y.raw(), geo.out.data(),
+                          int(geo.out.size())),
+              "where");
+    return wrap(info.Env(), std::move(y));
+  }
   INNFLOW_DISPATCH(a.dtype, T, {
     const T *cs = cond.data<T>(), *as = a.data<T>(), *bs = b.data<T>();
     T* ys = y.data<T>();
@@ -483,10 +613,21 @@ static Napi::Value WhereBackward(const Napi::CallbackInfo& info) {
   Shape bShape = shapeArg(info, 3, "bShape");
   bool needA = boolArg(info, 4, "needA"), needB = boolArg(info, 5, "needB");
   requireSameDtype(g, cond, "where backward");
+  requireSameDevice(g, cond, "where backward");
   Tensor ga, gb;
-  if (needA) ga = emptyTensor(g.shape, g.dtype);
-  if (needB) gb = emptyTensor(g.shape, g.dtype);
-  INNFLOW_DISPATCH(g.dtype, T, {
+  if (needA) ga = emptyLike(g.shape, g.dtype, g);
+  if (needB) gb = emptyLike(g.shape, g.dtype, g);
+  if (g.onCuda()) {
+    // the GPU indexes cond through the broadcast, so it must really broadcast to g
+    if (broadcastShapes(cond.shape, g.shape, "where backward") != g.shape)
+      fail("ERR_SHAPE", "where backward: condition shape " + shapeString(cond.shape) + " does not broadcast to " +
+                            shapeString(g.shape));
+    const CudaGeometry geo = cudaGeometry(g.shape, {&cond.shape}, "where backward");
+    const Shape& sc = geo.operands[0];
+    cudaCheck(gpu().whereBackward(cudaDtype(g.dtype), g.raw(), geo.out.data(), int(geo.out.size()), cond.raw(),
+                                  sc.data(), int(sc.size()), needA ? ga.raw() : nullptr, needB ? gb.raw() : nullptr),
+              "where backward");
+  } else INNFLOW_DISPATCH(g.dtype, T, {
     const T *gs = g.data<T>(), *cs = cond.data<T>();
     T* gaOut = needA ? ga.data<T>() : nullptr;
     T* gbOut = needB ? gb.data<T>() : nullptr;
@@ -509,7 +650,15 @@ static Napi::Value WhereBackward(const Napi::CallbackInfo& info) {
 Tensor expandTo(const Tensor& g, const Shape& target, double scale) {
   if (broadcastShapes(g.shape, target, "expand") != target)
     fail("ERR_SHAPE", "expand: shape " + shapeString(g.shape) + " does not broadcast to " + shapeString(target));
-  Tensor y = emptyTensor(target, g.dtype);
+  Tensor y = emptyLike(target, g.dtype, g);
+  if (g.onCuda()) {
+    const CudaGeometry geo = cudaGeometry(target, {&g.shape}, "expand");
+    const Shape& sg = geo.operands[0];
+    cudaCheck(gpu().expand(cudaDtype(g.dtype), g.raw(), sg.data(), int(sg.size()), scale, y.raw(), geo.out.data(),
+                           int(geo.out.size())),
+              "expand");
+    return y;
+  }
   INNFLOW_DISPATCH(g.dtype, T, {
     const T* gs = g.data<T>();
     T* ys = y.data<T>();

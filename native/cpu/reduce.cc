@@ -5,11 +5,15 @@
 // sumToShape(g: [*G], target)                    -> [*target]  (the backward of broadcasting)
 //
 // float32 data is accumulated in double, so float32 sums agree with float64 ones to float32 rounding.
+// CUDA tensors are summed by cuda/reduce.cu (also in double, deterministically: no atomics); sumToShape and
+// sumDims, which the other families call, work on both devices.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "../../cuda/reduce.h"
 #include "../common.h"
+#include "../cuda.h"
 #include "../ops.h"
 #include "../parallel.h"
 #include "kernels.h"
@@ -113,14 +117,32 @@ Tensor reduceSum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim
       out.push_back(x.shape[d]);
     }
   }
-  Tensor y = emptyTensor(out, x.dtype);
+  Tensor y = emptyLike(out, x.dtype, x);
   if (y.numel() == 0) return y;
   if (x.numel() == 0) {  // an empty sum is 0, an empty mean 0/0 = NaN (as in PyTorch and NumPy)
-    INNFLOW_DISPATCH(y.dtype, T, { std::fill_n(y.data<T>(), y.numel(), mean ? T(NAN) : T(0)); });
+    if (x.onCuda()) cudaFill(y.dtype, y.raw(), y.numel(), mean ? double(NAN) : 0.0);
+    else INNFLOW_DISPATCH(y.dtype, T, { std::fill_n(y.data<T>(), y.numel(), mean ? T(NAN) : T(0)); });
     return y;
   }
   double scale = mean ? 1.0 / double(count) : 1.0;
   std::vector<Group> groups = coalesce(x.shape, mask);
+  if (x.onCuda()) {
+    const char* op = mean ? "mean" : "sum";
+    if (groups.size() > INNFLOW_CUDA_MAX_REDUCE_GROUPS)
+      fail("ERR_SHAPE", std::string(op) + ": reducing CUDA tensors supports at most " +
+                            std::to_string(INNFLOW_CUDA_MAX_REDUCE_GROUPS) +
+                            " alternating runs of kept and reduced dimensions, got shape " + shapeString(x.shape));
+    std::vector<int64_t> sizes;
+    std::vector<int> reducedFlags;
+    for (const Group& g : groups) {
+      sizes.push_back(g.size);
+      reducedFlags.push_back(g.reduced ? 1 : 0);
+    }
+    cudaCheck(cudaTable<InnflowCudaReduce>("innflow_cuda_reduce")
+                  .sum(cudaDtype(x.dtype), x.raw(), y.raw(), sizes.data(), reducedFlags.data(), int(groups.size()), scale),
+              op);
+    return y;
+  }
   INNFLOW_DISPATCH(x.dtype, T, { sumKernel<T>(x.data<T>(), y.data<T>(), groups, scale); });
   return y;
 }
