@@ -251,11 +251,11 @@ static Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
     fail("ERR_SHAPE", std::string(kUnaryNames[op]) + " backward: gradient shape " + shapeString(g.shape) +
                           " differs from input shape " + shapeString(x.shape));
   requireSameDtype(g, x, kUnaryNames[op]);
+  requireSameDtype(y, x, kUnaryNames[op]);  // both kernels read y as x's dtype
   requireSameDevice(g, x, kUnaryNames[op]);
   requireSameDevice(x, y, kUnaryNames[op]);
   Tensor gx = emptyLike(x.shape, x.dtype, x);
   if (x.onCuda()) {
-    requireSameDtype(y, x, kUnaryNames[op]);  // the GPU reads y as x's dtype
     cudaCheck(gpu().unaryBackward(op, cudaDtype(x.dtype), g.raw(), x.raw(), y.raw(), gx.raw(), x.numel(), p0, p1),
               kUnaryNames[op]);
     return wrap(info.Env(), std::move(gx));
@@ -614,14 +614,14 @@ static Napi::Value WhereBackward(const Napi::CallbackInfo& info) {
   bool needA = boolArg(info, 4, "needA"), needB = boolArg(info, 5, "needB");
   requireSameDtype(g, cond, "where backward");
   requireSameDevice(g, cond, "where backward");
+  // both kernels index cond through the broadcast, so it must really broadcast to g
+  if (broadcastShapes(cond.shape, g.shape, "where backward") != g.shape)
+    fail("ERR_SHAPE", "where backward: condition shape " + shapeString(cond.shape) + " does not broadcast to " +
+                          shapeString(g.shape));
   Tensor ga, gb;
   if (needA) ga = emptyLike(g.shape, g.dtype, g);
   if (needB) gb = emptyLike(g.shape, g.dtype, g);
   if (g.onCuda()) {
-    // the GPU indexes cond through the broadcast, so it must really broadcast to g
-    if (broadcastShapes(cond.shape, g.shape, "where backward") != g.shape)
-      fail("ERR_SHAPE", "where backward: condition shape " + shapeString(cond.shape) + " does not broadcast to " +
-                            shapeString(g.shape));
     const CudaGeometry geo = cudaGeometry(g.shape, {&cond.shape}, "where backward");
     const Shape& sc = geo.operands[0];
     cudaCheck(gpu().whereBackward(cudaDtype(g.dtype), g.raw(), geo.out.data(), int(geo.out.size()), cond.raw(),
