@@ -726,19 +726,28 @@ std::vector<int64_t> identityIndex(int64_t n) {
 
 const InnflowCudaMatmul& cudaMatmul() { return cudaTable<InnflowCudaMatmul>("innflow_cuda_matmul"); }
 
-// The batch dimensions of a product over a broadcast batch on the GPU (ERR_SHAPE beyond what its kernels index).
-int cudaBatchDims(const MatmulDims& d, const char* op) {
-  if (d.batch.size() > size_t(INNFLOW_CUDA_MAX_DIMS))
-    fail("ERR_SHAPE", std::string(op) + ": " + std::to_string(d.batch.size()) + " broadcast batch dimensions " +
-                          shapeString(d.batch) + " on CUDA (at most " + std::to_string(INNFLOW_CUDA_MAX_DIMS) + ")");
-  return int(d.batch.size());
-}
+// The batch of a product over a broadcast batch as the GPU's batchedMatmul takes it: the batch and both
+// operands' batch shapes with the same number of dims, leaving out the dims of size 1 in the batch (ERR_SHAPE
+// when more than INNFLOW_CUDA_MAX_DIMS remain).
+struct CudaBatch {
+  Shape a, b, batch;
+  int ndim() const { return int(batch.size()); }
+};
 
-// An operand's batch shape with leading 1s up to nd dimensions.
-Shape padBatch(const Shape& s, size_t nd) {
-  Shape out(nd - s.size(), 1);
-  out.insert(out.end(), s.begin(), s.end());
-  return out;
+CudaBatch cudaBatch(const MatmulDims& d, const char* op) {
+  CudaBatch cb;
+  const size_t nd = d.batch.size(), la = nd - d.aBatch.size(), lb = nd - d.bBatch.size();
+  for (size_t i = 0; i < nd; i++) {
+    if (d.batch[i] == 1) continue;
+    cb.batch.push_back(d.batch[i]);
+    cb.a.push_back(i < la ? 1 : d.aBatch[i - la]);
+    cb.b.push_back(i < lb ? 1 : d.bBatch[i - lb]);
+  }
+  if (cb.batch.size() > size_t(INNFLOW_CUDA_MAX_DIMS))
+    fail("ERR_SHAPE", std::string(op) + ": the batch " + shapeString(d.batch) + " has " +
+                          std::to_string(cb.batch.size()) + " dimensions larger than 1; CUDA handles at most " +
+                          std::to_string(INNFLOW_CUDA_MAX_DIMS));
+  return cb;
 }
 
 Tensor matmulForward(const Tensor& a, const Tensor& b) {
@@ -755,10 +764,9 @@ Tensor matmulForward(const Tensor& a, const Tensor& b) {
       cudaCheck(cudaMatmul().gemm(dt, 0, 0, d.nBatch * M, N, K, 1.0, a.raw(), K, 0, b.raw(), N, 0, 0.0, c.raw(), N, 0, 1),
                 "matmul");
     } else {
-      const int nd = cudaBatchDims(d, "matmul");
-      const Shape aB = padBatch(d.aBatch, d.batch.size()), bB = padBatch(d.bBatch, d.batch.size());
-      cudaCheck(cudaMatmul().batchedMatmul(dt, 0, 0, M, N, K, a.raw(), aB.data(), b.raw(), bB.data(), c.raw(),
-                                           d.batch.data(), d.batch.data(), nd),
+      const CudaBatch cb = cudaBatch(d, "matmul");
+      cudaCheck(cudaMatmul().batchedMatmul(dt, 0, 0, M, N, K, a.raw(), cb.a.data(), b.raw(), cb.b.data(), c.raw(),
+                                           cb.batch.data(), cb.batch.data(), cb.ndim()),
                 "matmul");
     }
     return c;
@@ -804,16 +812,15 @@ void matmulBackward(const Tensor& g, const Tensor& a, const Tensor& b, Tensor* g
                   "matmul backward");
       return;
     }
-    const int nd = cudaBatchDims(d, "matmul backward");
-    const Shape aB = padBatch(d.aBatch, d.batch.size()), bB = padBatch(d.bBatch, d.batch.size());
+    const CudaBatch cb = cudaBatch(d, "matmul backward");
     // ga[a's batch] = Σ g_i · b_iᵀ (M×K from M×N and K×N); gb[b's batch] = Σ a_iᵀ · g_i (K×N from M×K and M×N)
     if (ga && ga->numel() > 0)
-      cudaCheck(cudaMatmul().batchedMatmul(dt, 0, 1, M, K, N, g.raw(), d.batch.data(), b.raw(), bB.data(), ga->raw(),
-                                           aB.data(), d.batch.data(), nd),
+      cudaCheck(cudaMatmul().batchedMatmul(dt, 0, 1, M, K, N, g.raw(), cb.batch.data(), b.raw(), cb.b.data(),
+                                           ga->raw(), cb.a.data(), cb.batch.data(), cb.ndim()),
                 "matmul backward");
     if (gb && gb->numel() > 0)
-      cudaCheck(cudaMatmul().batchedMatmul(dt, 1, 0, K, N, M, a.raw(), aB.data(), g.raw(), d.batch.data(), gb->raw(),
-                                           bB.data(), d.batch.data(), nd),
+      cudaCheck(cudaMatmul().batchedMatmul(dt, 1, 0, K, N, M, a.raw(), cb.a.data(), g.raw(), cb.batch.data(),
+                                           gb->raw(), cb.b.data(), cb.batch.data(), cb.ndim()),
                 "matmul backward");
     return;
   }
