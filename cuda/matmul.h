@@ -11,9 +11,34 @@ typedef struct {
   // Row-major, strided-batched: for b in [0, batch): C_b = alpha · op(A_b) · op(B_b) + beta · C_b, with
   // op(X) = X or Xᵀ, A_b = A + b·strideA (elements), op(A) M×K, op(B) K×N, lda/ldb/ldc row strides.
   // Computed through cuBLAS (column-major) as Cᵀ = op(B)ᵀ op(A)ᵀ. dtype 0 = float32, 1 = float64.
+  // M, N or batch ≤ 0: nothing. K ≤ 0 or alpha = 0: C_b = beta · C_b (zeros when beta = 0, C not read).
+  // A stride of 0 shares one matrix over the batch (inputs only: strideC must not be 0 when batch > 1).
   int (*gemm)(int dtype, int transA, int transB, int64_t M, int64_t N, int64_t K, double alpha, const void* A,
               int64_t lda, int64_t strideA, const void* B, int64_t ldb, int64_t strideB, double beta, void* C,
               int64_t ldc, int64_t strideC, int64_t batch);
+
+  // Matrix products over a broadcast batch, summed into C's batch (torch.matmul's batch rules and their
+  // gradients). batch: the batch shape, ndim ≤ INNFLOW_CUDA_MAX_DIMS dims (ndim 0: one product). aBatch, bBatch,
+  // cBatch: each operand's batch shape written with ndim dims (leading 1s added), each dim equal to batch's or 1.
+  // A: numel(aBatch) contiguous matrices, M×K row-major (K×M when transA); B: K×N (N×K when transB); C: M×N.
+  // For every batch index i: P_i = op(A[a(i)]) · op(B[b(i)]), and C[c] = Σ_{i : c(i) = c} P_i in increasing i
+  // (overwritten; zeros where no i maps to c, e.g. an empty batch). Sums over more than one product go through
+  // a scratch buffer of numel(batch)·M·N values, float32 accumulated in double; deterministic.
+  int (*batchedMatmul)(int dtype, int transA, int transB, int64_t M, int64_t N, int64_t K, const void* A,
+                       const int64_t* aBatch, const void* B, const int64_t* bBatch, void* C, const int64_t* cBatch,
+                       const int64_t* batch, int ndim);
+
+  // y: [outer, mid, inner], v: [mid] — y[o, m, i] = v[m] (a bias preloaded into a GEMM's output).
+  int (*broadcastMid)(int dtype, const void* v, int64_t outer, int64_t mid, int64_t inner, void* y);
+
+  // x: [outer, mid, inner], out: [mid] — out[m] = (accumulate ? out[m] : 0) + Σ_{o, i} x[o, m, i]
+  // (bias gradients: linear's column sums with inner = 1, conv2d's per-channel sums). Float32 accumulated in
+  // double; a fixed two-pass tree (the same order for the same sizes), no atomics: deterministic.
+  int (*sumOuterInner)(int dtype, const void* x, int64_t outer, int64_t mid, int64_t inner, void* out, int accumulate);
+
+  // The arithmetic of float32 GEMMs (gemm and everything built on it): 0 'highest' (full float32, the
+  // default), 1 'high' (TF32 tensor cores), 2 'medium' (bfloat16 tensor cores). float64 is never affected.
+  int (*setMathMode)(int mode);
 } InnflowCudaMatmul;
 
 const InnflowCudaMatmul* innflow_cuda_matmul(void);

@@ -13,12 +13,17 @@
 // Samples are independent: with at least as many samples as threads, each thread takes whole samples with
 // single-threaded GEMMs (no synchronisation per sample); with fewer, the samples run one after the other
 // with threaded im2col and GEMMs.
+//
+// CUDA tensors go to the conv table of the CUDA backend (cuda/conv.cu: the same im2col + GEMM scheme over
+// chunks of samples, col2im as a gather).
 #include <algorithm>
 #include <cstring>
 #include <functional>
 #include <vector>
 
+#include "../../cuda/conv.h"
 #include "../common.h"
+#include "../cuda.h"
 #include "../ops.h"
 #include "../parallel.h"
 #include "kernels.h"
@@ -223,6 +228,12 @@ void convBackward(const ConvGeom& g, const T* gy, const T* x, const T* w, T* gx,
   }
 }
 
+InnflowConvGeom cudaGeom(const ConvGeom& g) {
+  return InnflowConvGeom{g.N, g.C, g.H, g.W, g.O, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.HO, g.WO};
+}
+
+const InnflowCudaConv& cudaConv() { return cudaTable<InnflowCudaConv>("innflow_cuda_conv"); }
+
 const Tensor* optionalTensorArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
   return &tensorArg(info, i, name);
@@ -234,8 +245,16 @@ Napi::Value Conv2d(const Napi::CallbackInfo& info) {
   const Tensor* bias = optionalTensorArg(info, 2, "bias");
   const ConvGeom g = convGeom(x, w, bias, intArg(info, 3, "strideH"), intArg(info, 4, "strideW"), intArg(info, 5, "padH"),
                               intArg(info, 6, "padW"));
-  Tensor y = emptyTensor({g.N, g.O, g.HO, g.WO}, x.dtype);
+  requireSameDevice(x, w, "conv2d");
+  if (bias) requireSameDevice(x, *bias, "conv2d");
+  Tensor y = emptyLike({g.N, g.O, g.HO, g.WO}, x.dtype, x);
   if (y.numel() == 0) return wrap(info.Env(), std::move(y));
+  if (x.onCuda()) {
+    const InnflowConvGeom cg = cudaGeom(g);
+    cudaCheck(cudaConv().conv2d(cudaDtype(x.dtype), &cg, x.raw(), w.raw(), bias ? bias->raw() : nullptr, y.raw()),
+              "conv2d");
+    return wrap(info.Env(), std::move(y));
+  }
   INNFLOW_DISPATCH(x.dtype, T, {
     convForward<T>(g, x.data<T>(), w.data<T>(), bias ? bias->data<T>() : nullptr, y.data<T>());
   });
@@ -254,14 +273,25 @@ Napi::Value Conv2dBackward(const Napi::CallbackInfo& info) {
   if (gy.shape != yShape)
     fail("ERR_SHAPE", "conv2d backward: gradient shape " + shapeString(gy.shape) + " differs from the output shape " +
                           shapeString(yShape));
+  requireSameDevice(x, w, "conv2d backward");
+  requireSameDevice(gy, x, "conv2d backward");
   Tensor gx, gw, gb;
-  if (needX) gx = emptyTensor(x.shape, x.dtype);
-  if (needW) gw = emptyTensor(w.shape, w.dtype);
-  if (needB) gb = emptyTensor({g.O}, x.dtype);
-  INNFLOW_DISPATCH(x.dtype, T, {
-    convBackward<T>(g, gy.data<T>(), x.data<T>(), w.data<T>(), needX && gx.numel() > 0 ? gx.data<T>() : nullptr,
-                    needW && gw.numel() > 0 ? gw.data<T>() : nullptr, needB && gb.numel() > 0 ? gb.data<T>() : nullptr);
-  });
+  if (needX) gx = emptyLike(x.shape, x.dtype, x);
+  if (needW) gw = emptyLike(w.shape, w.dtype, w);
+  if (needB) gb = emptyLike({g.O}, x.dtype, x);
+  if (x.onCuda()) {
+    const InnflowConvGeom cg = cudaGeom(g);
+    cudaCheck(cudaConv().conv2dBackward(cudaDtype(x.dtype), &cg, gy.raw(), x.raw(), w.raw(),
+                                        needX && gx.numel() > 0 ? gx.raw() : nullptr,
+                                        needW && gw.numel() > 0 ? gw.raw() : nullptr,
+                                        needB && gb.numel() > 0 ? gb.raw() : nullptr),
+              "conv2d backward");
+  } else {
+    INNFLOW_DISPATCH(x.dtype, T, {
+      convBackward<T>(g, gy.data<T>(), x.data<T>(), w.data<T>(), needX && gx.numel() > 0 ? gx.data<T>() : nullptr,
+                      needW && gw.numel() > 0 ? gw.data<T>() : nullptr, needB && gb.numel() > 0 ? gb.data<T>() : nullptr);
+    });
+  }
   Napi::Array out = Napi::Array::New(info.Env(), 3);
   out.Set(0u, wrapOrNull(info.Env(), needX ? &gx : nullptr));
   out.Set(1u, wrapOrNull(info.Env(), needW ? &gw : nullptr));

@@ -12,6 +12,10 @@
 // setGemmKernel(name: 'auto' | 'avx512' | 'avx2' | 'generic')   (testing: which built-in micro-kernel runs)
 // getGemmKernel()                                      -> the built-in micro-kernel in use
 //
+// CUDA tensors go to the matmul table of the CUDA backend (cuda/matmul.cu: cuBLAS strided-batched GEMMs,
+// the sums over broadcast batch dimensions and the bias kernels there); the backend and kernel choices only
+// concern the CPU.
+//
 // The backend is OpenBLAS when the addon was built with it, unless INNFLOW_GEMM=builtin is set when the addon
 // loads. Every product here goes through gemm<T>; nothing is transposed into a copy, since GEMM takes both
 // operands transposed or not.
@@ -29,7 +33,9 @@
 #include <cblas.h>
 #endif
 
+#include "../../cuda/matmul.h"
 #include "../common.h"
+#include "../cuda.h"
 #include "../ops.h"
 #include "../parallel.h"
 #include "kernels.h"
@@ -718,12 +724,53 @@ std::vector<int64_t> identityIndex(int64_t n) {
   return v;
 }
 
+const InnflowCudaMatmul& cudaMatmul() { return cudaTable<InnflowCudaMatmul>("innflow_cuda_matmul"); }
+
+// The batch of a product over a broadcast batch as the GPU's batchedMatmul takes it: the batch and both
+// operands' batch shapes with the same number of dims, leaving out the dims of size 1 in the batch (ERR_SHAPE
+// when more than INNFLOW_CUDA_MAX_DIMS remain).
+struct CudaBatch {
+  Shape a, b, batch;
+  int ndim() const { return int(batch.size()); }
+};
+
+CudaBatch cudaBatch(const MatmulDims& d, const char* op) {
+  CudaBatch cb;
+  const size_t nd = d.batch.size(), la = nd - d.aBatch.size(), lb = nd - d.bBatch.size();
+  for (size_t i = 0; i < nd; i++) {
+    if (d.batch[i] == 1) continue;
+    cb.batch.push_back(d.batch[i]);
+    cb.a.push_back(i < la ? 1 : d.aBatch[i - la]);
+    cb.b.push_back(i < lb ? 1 : d.bBatch[i - lb]);
+  }
+  if (cb.batch.size() > size_t(INNFLOW_CUDA_MAX_DIMS))
+    fail("ERR_SHAPE", std::string(op) + ": the batch " + shapeString(d.batch) + " has " +
+                          std::to_string(cb.batch.size()) + " dimensions larger than 1; CUDA handles at most " +
+                          std::to_string(INNFLOW_CUDA_MAX_DIMS));
+  return cb;
+}
+
 Tensor matmulForward(const Tensor& a, const Tensor& b) {
   requireSameDtype(a, b, "matmul");
   const MatmulDims d = matmulDims(a.shape, b.shape);
-  Tensor c = emptyTensor(d.out, a.dtype);
+  requireSameDevice(a, b, "matmul");
+  Tensor c = emptyLike(d.out, a.dtype, a);
   if (c.numel() == 0) return c;
   const int64_t M = d.M, K = d.K, N = d.N;
+  if (a.onCuda()) {
+    const int dt = cudaDtype(a.dtype);
+    if (numelOf(d.bBatch) == 1) {
+      // one b for the whole batch: the batch of a is just more rows
+      cudaCheck(cudaMatmul().gemm(dt, 0, 0, d.nBatch * M, N, K, 1.0, a.raw(), K, 0, b.raw(), N, 0, 0.0, c.raw(), N, 0, 1),
+                "matmul");
+    } else {
+      const CudaBatch cb = cudaBatch(d, "matmul");
+      cudaCheck(cudaMatmul().batchedMatmul(dt, 0, 0, M, N, K, a.raw(), cb.a.data(), b.raw(), cb.b.data(), c.raw(),
+                                           cb.batch.data(), cb.batch.data(), cb.ndim()),
+                "matmul");
+    }
+    return c;
+  }
   INNFLOW_DISPATCH(a.dtype, T, {
     const T *A = a.data<T>(), *B = b.data<T>();
     T* C = c.data<T>();
@@ -746,9 +793,37 @@ void matmulBackward(const Tensor& g, const Tensor& a, const Tensor& b, Tensor* g
   if (g.shape != d.out)
     fail("ERR_SHAPE", "matmul backward: gradient shape " + shapeString(g.shape) + " differs from the output shape " +
                           shapeString(d.out));
+  requireSameDevice(a, b, "matmul backward");
+  requireSameDevice(g, a, "matmul backward");
   const int64_t M = d.M, K = d.K, N = d.N;
-  if (ga) *ga = emptyTensor(a.shape, a.dtype);
-  if (gb) *gb = emptyTensor(b.shape, b.dtype);
+  if (ga) *ga = emptyLike(a.shape, a.dtype, a);
+  if (gb) *gb = emptyLike(b.shape, b.dtype, b);
+  if (a.onCuda()) {
+    const int dt = cudaDtype(a.dtype);
+    if (numelOf(d.bBatch) == 1) {
+      // as on the CPU: the batch of a (and g) is just more rows
+      if (ga && ga->numel() > 0)
+        cudaCheck(cudaMatmul().gemm(dt, 0, 1, d.nBatch * M, K, N, 1.0, g.raw(), N, 0, b.raw(), N, 0, 0.0, ga->raw(),
+                                    K, 0, 1),
+                  "matmul backward");
+      if (gb && gb->numel() > 0)
+        cudaCheck(cudaMatmul().gemm(dt, 1, 0, K, N, d.nBatch * M, 1.0, a.raw(), K, 0, g.raw(), N, 0, 0.0, gb->raw(),
+                                    N, 0, 1),
+                  "matmul backward");
+      return;
+    }
+    const CudaBatch cb = cudaBatch(d, "matmul backward");
+    // ga[a's batch] = Σ g_i · b_iᵀ (M×K from M×N and K×N); gb[b's batch] = Σ a_iᵀ · g_i (K×N from M×K and M×N)
+    if (ga && ga->numel() > 0)
+      cudaCheck(cudaMatmul().batchedMatmul(dt, 0, 1, M, K, N, g.raw(), cb.batch.data(), b.raw(), cb.b.data(),
+                                           ga->raw(), cb.a.data(), cb.batch.data(), cb.ndim()),
+                "matmul backward");
+    if (gb && gb->numel() > 0)
+      cudaCheck(cudaMatmul().batchedMatmul(dt, 1, 0, K, N, M, a.raw(), cb.a.data(), g.raw(), cb.batch.data(),
+                                           gb->raw(), cb.b.data(), cb.batch.data(), cb.ndim()),
+                "matmul backward");
+    return;
+  }
   INNFLOW_DISPATCH(a.dtype, T, {
     const T *A = a.data<T>(), *B = b.data<T>(), *G = g.data<T>();
     const int64_t nA = numelOf(d.aBatch), nB = numelOf(d.bBatch);
@@ -819,8 +894,19 @@ LinearDims linearDims(const Tensor& x, const Tensor& w, const Tensor* bias) {
 
 Tensor linearForward(const Tensor& x, const Tensor& w, const Tensor* bias) {
   const LinearDims d = linearDims(x, w, bias);
-  Tensor y = emptyTensor(d.yShape, x.dtype);
+  requireSameDevice(x, w, "linear");
+  if (bias) requireSameDevice(x, *bias, "linear");
+  Tensor y = emptyLike(d.yShape, x.dtype, x);
   if (y.numel() == 0) return y;
+  if (x.onCuda()) {
+    const int dt = cudaDtype(x.dtype);
+    // the bias rides in C, as on the CPU: every row starts as the bias and the GEMM adds x·wᵀ onto it
+    if (bias) cudaCheck(cudaMatmul().broadcastMid(dt, bias->raw(), d.rows, d.out, 1, y.raw()), "linear");
+    cudaCheck(cudaMatmul().gemm(dt, 0, 1, d.rows, d.out, d.in, 1.0, x.raw(), d.in, 0, w.raw(), d.in, 0,
+                                bias ? 1.0 : 0.0, y.raw(), d.out, 0, 1),
+              "linear");
+    return y;
+  }
   INNFLOW_DISPATCH(x.dtype, T, {
     T* Y = y.data<T>();
     if (bias) {
@@ -876,17 +962,34 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   if (g.shape != d.yShape)
     fail("ERR_SHAPE", "linear backward: gradient shape " + shapeString(g.shape) + " differs from the output shape " +
                           shapeString(d.yShape));
+  requireSameDevice(x, w, "linear backward");
+  requireSameDevice(g, x, "linear backward");
   Tensor gx, gw, gb;
-  if (needX) gx = emptyTensor(x.shape, x.dtype);
-  if (needW) gw = emptyTensor(w.shape, w.dtype);
-  if (needB) gb = emptyTensor({d.out}, x.dtype);
-  INNFLOW_DISPATCH(x.dtype, T, {
-    const T* G = g.data<T>();
-    // gx = g·w (R×O · O×I); gw = gᵀ·x (O×R · R×I); gbias = Σ_rows g
-    if (needX) gemm<T>(false, false, d.rows, d.in, d.out, T(1), G, d.out, w.data<T>(), d.in, T(0), gx.data<T>(), d.in);
-    if (needW) gemm<T>(true, false, d.out, d.in, d.rows, T(1), G, d.out, x.data<T>(), d.in, T(0), gw.data<T>(), d.in);
-    if (needB) columnSums<T>(G, d.rows, d.out, gb.data<T>());
-  });
+  if (needX) gx = emptyLike(x.shape, x.dtype, x);
+  if (needW) gw = emptyLike(w.shape, w.dtype, w);
+  if (needB) gb = emptyLike({d.out}, x.dtype, x);
+  if (x.onCuda()) {
+    const int dt = cudaDtype(x.dtype);
+    const InnflowCudaMatmul& mm = cudaMatmul();
+    // the same products as below; gbias = Σ_rows g with float32 summed in double
+    if (needX)
+      cudaCheck(mm.gemm(dt, 0, 0, d.rows, d.in, d.out, 1.0, g.raw(), d.out, 0, w.raw(), d.in, 0, 0.0, gx.raw(), d.in,
+                        0, 1),
+                "linear backward");
+    if (needW)
+      cudaCheck(mm.gemm(dt, 1, 0, d.out, d.in, d.rows, 1.0, g.raw(), d.out, 0, x.raw(), d.in, 0, 0.0, gw.raw(), d.in,
+                        0, 1),
+                "linear backward");
+    if (needB) cudaCheck(mm.sumOuterInner(dt, g.raw(), d.rows, d.out, 1, gb.raw(), 0), "linear backward");
+  } else {
+    INNFLOW_DISPATCH(x.dtype, T, {
+      const T* G = g.data<T>();
+      // gx = g·w (R×O · O×I); gw = gᵀ·x (O×R · R×I); gbias = Σ_rows g
+      if (needX) gemm<T>(false, false, d.rows, d.in, d.out, T(1), G, d.out, w.data<T>(), d.in, T(0), gx.data<T>(), d.in);
+      if (needW) gemm<T>(true, false, d.out, d.in, d.rows, T(1), G, d.out, x.data<T>(), d.in, T(0), gw.data<T>(), d.in);
+      if (needB) columnSums<T>(G, d.rows, d.out, gb.data<T>());
+    });
+  }
   Napi::Array out = Napi::Array::New(info.Env(), 3);
   out.Set(0u, wrapOrNull(info.Env(), needX ? &gx : nullptr));
   out.Set(1u, wrapOrNull(info.Env(), needW ? &gw : nullptr));
