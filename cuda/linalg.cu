@@ -9,8 +9,8 @@
 // - triangular solves run one thread per independent right-hand side (a column of B, or a row for X·A = B),
 //   each doing the CPU's substitution for that column in the CPU's order;
 // - the products inside the backward formulas are one thread per output element, summing in the CPU's order.
-// Products and sums are written with __dmul_rn/__dadd_rn/__dsub_rn so that nvcc does not fuse them into FMAs
-// (the CPU build has no FMA): the results agree with the CPU's bit for bit except where exp/log differ in the
+// Products that feed a sum are written with __dmul_rn/__dadd_rn/__dsub_rn so that nvcc does not fuse them into
+// FMAs, not even across statements (the CPU build has no FMA): the results agree with the CPU's bit for bit except where exp/log differ in the
 // last place, and float32 results are the double results rounded once, as on the CPU.
 //
 // Errors: where the CPU throws ERR_ARGUMENT on a singular matrix (after inspecting values), the GPU cannot
@@ -451,7 +451,7 @@ __device__ void applyReflectorColumn(const double* v, int64_t m, int64_t ldv, in
                                      double tau) {
   double w = x[j * ldx + c];
   for (int64_t i = j + 1; i < m; i++) w = addMul(w, v[i * ldv + j], x[i * ldx + c]);
-  w = w * tau;
+  w = __dmul_rn(w, tau);  // rounded here: nvcc would otherwise fuse it into the subtraction below
   x[j * ldx + c] = x[j * ldx + c] - w;
   for (int64_t i = j + 1; i < m; i++) x[i * ldx + c] = subMul(x[i * ldx + c], v[i * ldv + j], w);
 }
@@ -496,7 +496,7 @@ __global__ void qrKernel(const T* A, T* Q, T* R, int64_t batch, int64_t m, int64
           shSkip = 1;
         } else {
           const double ra = alpha / scale;
-          const double norm = scale * sqrt(addMul(tail, ra, ra));
+          const double norm = __dmul_rn(scale, sqrt(addMul(tail, ra, ra)));  // unfused with beta - alpha below
           const double beta = alpha >= 0 ? -norm : norm;
           tau[j] = (beta - alpha) / beta;
           shInv = 1.0 / (alpha - beta);
@@ -509,7 +509,7 @@ __global__ void qrKernel(const T* A, T* Q, T* R, int64_t batch, int64_t m, int64
       const double inv = shInv, beta = shBeta, tj = tau[j];
       __syncthreads();  // all have read the shared values before thread 0 writes the next column's
       if (skip) continue;
-      for (int64_t i = j + 1 + tid; i < m; i += nt) a[i * n + j] = a[i * n + j] * inv;
+      for (int64_t i = j + 1 + tid; i < m; i += nt) a[i * n + j] = __dmul_rn(a[i * n + j], inv);
       if (tid == 0) a[j * n + j] = beta;
       __syncthreads();
       for (int64_t c = j + 1 + tid; c < n; c += nt) applyReflectorColumn(a, m, n, j, a, n, c, tj);
