@@ -27,6 +27,12 @@
 // maps x = A⁽ʲ⁾[j:, j] to beta·e1 with beta = -sign(x0)·‖x‖ (sign(0) = +), so R[j][j] has the sign opposite to
 // the pivot it replaced; when x is already a multiple of e1 no reflection is made and R[j][j] = x0. Callers
 // that want a positive diagonal (orthogonal initialisation) multiply Q's columns by sign(diag(R)).
+//
+// CUDA tensors: every entry point validates as for the CPU, requires all its tensors on one device, and runs
+// the same algorithm on the GPU (cuda/linalg.cu, same pivot choices, computed in double). One difference:
+// where the CPU throws ERR_ARGUMENT after inspecting values (a singular matrix in inverse, slogdetBackward,
+// luBackward, qrBackward, solveTriangular and its backward), the GPU cannot without a host synchronisation;
+// the outputs of that matrix are NaN instead.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -34,7 +40,9 @@
 #include <string>
 #include <vector>
 
+#include "../../cuda/linalg.h"
 #include "../common.h"
+#include "../cuda.h"
 #include "../ops.h"
 #include "../parallel.h"
 
@@ -113,6 +121,8 @@ int64_t forEachMatrix(int64_t batch, int64_t workPerMatrix, const F& body) {
   int64_t f = firstFailure.load();
   return f == std::numeric_limits<int64_t>::max() ? -1 : f;
 }
+
+const InnflowCudaLinalg& cudaLinalg() { return cudaTable<InnflowCudaLinalg>("innflow_cuda_linalg"); }
 
 std::string whichMatrix(int64_t batchIndex, int64_t batch) {
   return batch > 1 ? " (matrix " + std::to_string(batchIndex) + " of the batch)" : "";
@@ -231,8 +241,11 @@ void luKernel(const T* A, T* P, T* L, T* U, int64_t batch, int64_t n) {
 Napi::Value Lu(const Napi::CallbackInfo& info) {
   const Tensor& A = tensorArg(info, 0, "A");
   Dims d = squareDims(A, "lu", "A");
-  Tensor P = emptyTensor(A.shape, A.dtype), L = emptyTensor(A.shape, A.dtype), U = emptyTensor(A.shape, A.dtype);
-  INNFLOW_DISPATCH(A.dtype, T, { luKernel<T>(A.data<T>(), P.data<T>(), L.data<T>(), U.data<T>(), d.batch, d.rows); });
+  Tensor P = emptyLike(A.shape, A.dtype, A), L = emptyLike(A.shape, A.dtype, A), U = emptyLike(A.shape, A.dtype, A);
+  if (A.onCuda())
+    cudaCheck(cudaLinalg().lu(cudaDtype(A.dtype), A.raw(), P.raw(), L.raw(), U.raw(), d.batch, d.rows), "lu");
+  else
+    INNFLOW_DISPATCH(A.dtype, T, { luKernel<T>(A.data<T>(), P.data<T>(), L.data<T>(), U.data<T>(), d.batch, d.rows); });
   Napi::Array out = Napi::Array::New(info.Env(), 3);
   out.Set(0u, wrap(info.Env(), P));
   out.Set(1u, wrap(info.Env(), L));
@@ -301,6 +314,17 @@ Napi::Value LuBackward(const Napi::CallbackInfo& info) {
       requireShape(*g, U.shape, "lu backward", "the gradient");
       requireSameDtype(*g, U, "lu backward");
     }
+  requireSameDevice(P, U, "lu backward");
+  requireSameDevice(L, U, "lu backward");
+  for (const Tensor* g : {gL, gU})
+    if (g) requireSameDevice(*g, U, "lu backward");
+  if (U.onCuda()) {  // a singular U gives NaN there instead of ERR_ARGUMENT (no host sync); gA is written in full
+    Tensor gA = emptyLike(U.shape, U.dtype, U);
+    cudaCheck(cudaLinalg().luBackward(cudaDtype(U.dtype), gL ? gL->raw() : nullptr, gU ? gU->raw() : nullptr, P.raw(),
+                                      L.raw(), U.raw(), gA.raw(), d.batch, d.rows),
+              "lu backward");
+    return wrap(info.Env(), gA);
+  }
   Tensor gA = zerosTensor(U.shape, U.dtype);
   int64_t failed = -1;
   INNFLOW_DISPATCH(U.dtype, T, {
@@ -345,8 +369,11 @@ Napi::Value Slogdet(const Napi::CallbackInfo& info) {
   const Tensor& A = tensorArg(info, 0, "A");
   Dims d = squareDims(A, "slogdet", "A");
   Shape bs = batchShape(A);
-  Tensor sign = emptyTensor(bs, A.dtype), lad = emptyTensor(bs, A.dtype);
-  INNFLOW_DISPATCH(A.dtype, T, { slogdetKernel<T>(A.data<T>(), sign.data<T>(), lad.data<T>(), d.batch, d.rows); });
+  Tensor sign = emptyLike(bs, A.dtype, A), lad = emptyLike(bs, A.dtype, A);
+  if (A.onCuda())
+    cudaCheck(cudaLinalg().slogdet(cudaDtype(A.dtype), A.raw(), sign.raw(), lad.raw(), d.batch, d.rows), "slogdet");
+  else
+    INNFLOW_DISPATCH(A.dtype, T, { slogdetKernel<T>(A.data<T>(), sign.data<T>(), lad.data<T>(), d.batch, d.rows); });
   Napi::Array out = Napi::Array::New(info.Env(), 2);
   out.Set(0u, wrap(info.Env(), sign));
   out.Set(1u, wrap(info.Env(), lad));
@@ -379,7 +406,13 @@ Napi::Value SlogdetBackward(const Napi::CallbackInfo& info) {
   Dims d = squareDims(A, "slogdet backward", "A");
   requireShape(g, batchShape(A), "slogdet backward", "g");
   requireSameDtype(g, A, "slogdet backward");
-  Tensor gA = emptyTensor(A.shape, A.dtype);
+  requireSameDevice(g, A, "slogdet backward");
+  Tensor gA = emptyLike(A.shape, A.dtype, A);
+  if (A.onCuda()) {  // a singular matrix gives NaN instead of ERR_ARGUMENT (no host sync)
+    cudaCheck(cudaLinalg().slogdetBackward(cudaDtype(A.dtype), g.raw(), A.raw(), gA.raw(), d.batch, d.rows),
+              "slogdet backward");
+    return wrap(info.Env(), gA);
+  }
   int64_t failed = -1;
   INNFLOW_DISPATCH(A.dtype, T, { failed = slogdetBackwardKernel<T>(g.data<T>(), A.data<T>(), gA.data<T>(), d.batch, d.rows); });
   if (failed >= 0)
@@ -409,7 +442,11 @@ int64_t inverseKernel(const T* A, T* out, int64_t batch, int64_t n) {
 Napi::Value Inverse(const Napi::CallbackInfo& info) {
   const Tensor& A = tensorArg(info, 0, "A");
   Dims d = squareDims(A, "inverse", "A");
-  Tensor out = emptyTensor(A.shape, A.dtype);
+  Tensor out = emptyLike(A.shape, A.dtype, A);
+  if (A.onCuda()) {  // a singular matrix gives NaN instead of ERR_ARGUMENT (no host sync)
+    cudaCheck(cudaLinalg().inverse(cudaDtype(A.dtype), A.raw(), out.raw(), d.batch, d.rows), "inverse");
+    return wrap(info.Env(), out);
+  }
   int64_t failed = -1;
   INNFLOW_DISPATCH(A.dtype, T, { failed = inverseKernel<T>(A.data<T>(), out.data<T>(), d.batch, d.rows); });
   if (failed >= 0) fail("ERR_ARGUMENT", "inverse: matrix is singular" + whichMatrix(failed, d.batch));
@@ -450,8 +487,13 @@ Napi::Value InverseBackward(const Napi::CallbackInfo& info) {
   Dims d = squareDims(Y, "inverse backward", "Ainv");
   requireShape(g, Y.shape, "inverse backward", "g");
   requireSameDtype(g, Y, "inverse backward");
-  Tensor gA = emptyTensor(Y.shape, Y.dtype);
-  INNFLOW_DISPATCH(Y.dtype, T, { inverseBackwardKernel<T>(g.data<T>(), Y.data<T>(), gA.data<T>(), d.batch, d.rows); });
+  requireSameDevice(g, Y, "inverse backward");
+  Tensor gA = emptyLike(Y.shape, Y.dtype, Y);
+  if (Y.onCuda())
+    cudaCheck(cudaLinalg().inverseBackward(cudaDtype(Y.dtype), g.raw(), Y.raw(), gA.raw(), d.batch, d.rows),
+              "inverse backward");
+  else
+    INNFLOW_DISPATCH(Y.dtype, T, { inverseBackwardKernel<T>(g.data<T>(), Y.data<T>(), gA.data<T>(), d.batch, d.rows); });
   return wrap(info.Env(), gA);
 }
 
@@ -497,7 +539,14 @@ Napi::Value SolveTriangular(const Napi::CallbackInfo& info) {
   bool upper = boolArg(info, 2, "upper"), left = boolArg(info, 3, "left"), unit = boolArg(info, 4, "unitriangular");
   requireSameDtype(A, B, "solveTriangular");
   TriDims d = triangularDims(A, B, left, "solveTriangular");
-  Tensor X = emptyTensor(B.shape, B.dtype);
+  requireSameDevice(A, B, "solveTriangular");
+  Tensor X = emptyLike(B.shape, B.dtype, B);
+  if (A.onCuda()) {  // a zero on A's diagonal gives NaN instead of ERR_ARGUMENT (no host sync)
+    cudaCheck(cudaLinalg().solveTriangular(cudaDtype(A.dtype), A.raw(), B.raw(), X.raw(), d.batch, d.n, d.k, upper, left,
+                                           unit),
+              "solveTriangular");
+    return wrap(info.Env(), X);
+  }
   int64_t failed = -1;
   INNFLOW_DISPATCH(A.dtype, T, {
     failed = solveTriangularKernel<T>(A.data<T>(), B.data<T>(), X.data<T>(), d.batch, d.n, d.k, upper, left, unit);
@@ -552,6 +601,20 @@ Napi::Value SolveTriangularBackward(const Napi::CallbackInfo& info) {
   requireSameDtype(g, X, "solveTriangular backward");
   TriDims d = triangularDims(A, X, left, "solveTriangular backward");
   requireShape(g, X.shape, "solveTriangular backward", "g");
+  requireSameDevice(A, X, "solveTriangular backward");
+  requireSameDevice(g, X, "solveTriangular backward");
+  if (A.onCuda()) {  // a zero on A's diagonal gives NaN instead of ERR_ARGUMENT (no host sync)
+    Tensor gA, gB;
+    if (needA) gA = emptyLike(A.shape, A.dtype, A);
+    if (needB) gB = emptyLike(X.shape, X.dtype, X);
+    cudaCheck(cudaLinalg().solveTriangularBackward(cudaDtype(A.dtype), g.raw(), A.raw(), X.raw(), needA ? gA.raw() : nullptr,
+                                                   needB ? gB.raw() : nullptr, d.batch, d.n, d.k, upper, left, unit),
+              "solveTriangular backward");
+    Napi::Array out = Napi::Array::New(info.Env(), 2);
+    out.Set(0u, wrapOrNull(info.Env(), needA ? &gA : nullptr));
+    out.Set(1u, wrapOrNull(info.Env(), needB ? &gB : nullptr));
+    return out;
+  }
   if (!unit) {
     // the forward pass refused a zero diagonal; re-check, since a division by it here would give inf silently
     INNFLOW_DISPATCH(A.dtype, T, {
@@ -657,8 +720,11 @@ Napi::Value Qr(const Napi::CallbackInfo& info) {
   if (d.rows < d.cols)
     fail("ERR_SHAPE", "qr: A must have at least as many rows as columns (m >= n), got shape " + shapeString(A.shape));
   Shape bs = batchShape(A);
-  Tensor Q = emptyTensor(A.shape, A.dtype), R = emptyTensor(withMatrix(bs, d.cols, d.cols), A.dtype);
-  INNFLOW_DISPATCH(A.dtype, T, { qrKernel<T>(A.data<T>(), Q.data<T>(), R.data<T>(), d.batch, d.rows, d.cols); });
+  Tensor Q = emptyLike(A.shape, A.dtype, A), R = emptyLike(withMatrix(bs, d.cols, d.cols), A.dtype, A);
+  if (A.onCuda())
+    cudaCheck(cudaLinalg().qr(cudaDtype(A.dtype), A.raw(), Q.raw(), R.raw(), d.batch, d.rows, d.cols), "qr");
+  else
+    INNFLOW_DISPATCH(A.dtype, T, { qrKernel<T>(A.data<T>(), Q.data<T>(), R.data<T>(), d.batch, d.rows, d.cols); });
   Napi::Array out = Napi::Array::New(info.Env(), 2);
   out.Set(0u, wrap(info.Env(), Q));
   out.Set(1u, wrap(info.Env(), R));
@@ -726,7 +792,16 @@ Napi::Value QrBackward(const Napi::CallbackInfo& info) {
     requireShape(*gR, R.shape, "qr backward", "gR");
     requireSameDtype(*gR, R, "qr backward");
   }
-  Tensor gA = emptyTensor(Q.shape, Q.dtype);
+  requireSameDevice(Q, R, "qr backward");
+  if (gQ) requireSameDevice(*gQ, Q, "qr backward");
+  if (gR) requireSameDevice(*gR, Q, "qr backward");
+  Tensor gA = emptyLike(Q.shape, Q.dtype, Q);
+  if (Q.onCuda()) {  // a singular R gives NaN instead of ERR_ARGUMENT (no host sync)
+    cudaCheck(cudaLinalg().qrBackward(cudaDtype(Q.dtype), gQ ? gQ->raw() : nullptr, gR ? gR->raw() : nullptr, Q.raw(),
+                                      R.raw(), gA.raw(), dq.batch, dq.rows, dq.cols),
+              "qr backward");
+    return wrap(info.Env(), gA);
+  }
   int64_t failed = -1;
   INNFLOW_DISPATCH(Q.dtype, T, {
     failed = qrBackwardKernel<T>(gQ ? gQ->data<T>() : nullptr, gR ? gR->data<T>() : nullptr, Q.data<T>(), R.data<T>(),

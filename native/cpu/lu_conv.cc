@@ -19,11 +19,18 @@
 // Backward (M = L̃·Ũ, W = P·M):  gM = Pᵀ·gW,  gL̃ = gM·Ũᵀ,  gŨ = L̃ᵀ·gM;
 //     gL = strictly-lower(gL̃), gU = strictly-upper(gŨ), gLogS_i = gŨ_ii·sign_i·exp(logS_i).
 // For the inverse V = W⁻¹: dV = −V·dW·V, so gW = −Vᵀ·gV·Vᵀ, then as above.
+//
+// CUDA tensors (all inputs on one device): the same computation on the GPU (cuda/lu_conv.cu, in double, same
+// order of operations). The checks on values (P a permutation matrix, sign ±1, the inverse's diagonal finite
+// and non-zero) cannot throw there without a host synchronisation: a failing call returns all-NaN outputs.
 #include <cmath>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
+#include "../../cuda/lu_conv.h"
 #include "../common.h"
+#include "../cuda.h"
 #include "../ops.h"
 
 namespace innflow {
@@ -34,6 +41,10 @@ struct Factors {
   std::vector<int64_t> perm;  // P[i][perm[i]] = 1, so (P·M)[i, :] = M[perm[i], :]
   std::vector<double> L, U;   // L̃ and Ũ, full n×n, in double
 };
+
+void requireOneDevice(const Tensor& P, std::initializer_list<const Tensor*> others, const char* op) {
+  for (const Tensor* t : others) requireSameDevice(P, *t, op);
+}
 
 void requireShape(const Tensor& t, const Shape& expected, const char* op, const char* name) {
   if (t.shape != expected)
@@ -148,7 +159,14 @@ Napi::Value LuConvWeight(const Napi::CallbackInfo& info) {
   const Tensor& sign = tensorArg(info, 4, "sign");
   const bool inverse = boolArg(info, 5, "inverse");
   const int64_t n = checkArgs(P, L, U, logS, sign, op);
-  Tensor out = emptyTensor({n, n}, P.dtype);
+  requireOneDevice(P, {&L, &U, &logS, &sign}, op);
+  Tensor out = emptyLike({n, n}, P.dtype, P);
+  if (P.onCuda()) {
+    cudaCheck(cudaTable<InnflowCudaLuConv>("innflow_cuda_lu_conv")
+                  .weight(cudaDtype(P.dtype), P.raw(), L.raw(), U.raw(), logS.raw(), sign.raw(), out.raw(), n, inverse),
+              op);
+    return wrap(info.Env(), out);
+  }
   INNFLOW_DISPATCH(P.dtype, T, {
     Factors f = readFactors<T>(P, L, U, logS, sign, n, op);
     std::vector<double> W(static_cast<size_t>(n * n));
@@ -177,8 +195,14 @@ Napi::Value LuConvWeightBackward(const Napi::CallbackInfo& info) {
   requireShape(out, {n, n}, op, "out");
   requireSameDtype(P, g, op);
   requireSameDtype(P, out, op);
-  Tensor gL = emptyTensor({n, n}, P.dtype), gU = emptyTensor({n, n}, P.dtype), gLogS = emptyTensor({n}, P.dtype);
-  INNFLOW_DISPATCH(P.dtype, T, {
+  requireOneDevice(P, {&L, &U, &logS, &sign, &g, &out}, op);
+  Tensor gL = emptyLike({n, n}, P.dtype, P), gU = emptyLike({n, n}, P.dtype, P), gLogS = emptyLike({n}, P.dtype, P);
+  if (P.onCuda())
+    cudaCheck(cudaTable<InnflowCudaLuConv>("innflow_cuda_lu_conv")
+                  .weightBackward(cudaDtype(P.dtype), g.raw(), P.raw(), L.raw(), U.raw(), logS.raw(), sign.raw(),
+                                  out.raw(), gL.raw(), gU.raw(), gLogS.raw(), n, inverse),
+              op);
+  else INNFLOW_DISPATCH(P.dtype, T, {
     Factors f = readFactors<T>(P, L, U, logS, sign, n, op);
     const T* gp = g.data<T>();
     const size_t nn = static_cast<size_t>(n * n);
