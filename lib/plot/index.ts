@@ -181,7 +181,7 @@ export function scatter(path: string, series: ScatterSeries[], opts?: ScatterOpt
 export interface DensityMapOptions {
   /** The region (default [−4, 4] on both axes). */
   range?: Range
-  /** Grid cells per axis (default 200). */
+  /** Grid cells along x (default 200); along y as many as keep the cells square. */
   resolution?: number
   /** Pixels per cell (default 2). */
   scale?: number
@@ -229,17 +229,19 @@ export function densityMap(path: string, flow: FlowLike, opts?: DensityMapOption
       throw argumentError(fn, `options.c[${i}]`, 'a live Tensor with batch size 1', t instanceof Tensor ? `shape (${t.shape.join(', ')})` : t)
   })
 
-  const dx = (b.x1 - b.x0) / res
-  const dy = (b.y1 - b.y0) / res
-  const n = res * res
+  const cols = res
+  const rows = Math.max(1, Math.min(4 * res, Math.round((res * (b.y1 - b.y0)) / (b.x1 - b.x0))))
+  const dx = (b.x1 - b.x0) / cols
+  const dy = (b.y1 - b.y0) / rows
+  const n = rows * cols
   const logp = new Float64Array(n) // row-major from the top row
   for (let start = 0; start < n; start += chunk) {
     const m = Math.min(chunk, n - start)
     const xy = new Float64Array(2 * m)
     for (let k = 0; k < m; k++) {
       const idx = start + k
-      const row = Math.floor(idx / res)
-      const col = idx - row * res
+      const row = Math.floor(idx / cols)
+      const col = idx - row * cols
       xy[2 * k] = b.x0 + (col + 0.5) * dx
       xy[2 * k + 1] = b.y1 - (row + 0.5) * dy
     }
@@ -262,10 +264,10 @@ export function densityMap(path: string, flow: FlowLike, opts?: DensityMapOption
   const max = Math.exp(maxLog)
   let integral = 0
   for (const v of logp) if (Number.isFinite(v)) integral += Math.exp(v) * dx * dy
-  const canvas = new Canvas(res * scale, res * scale)
-  for (let row = 0; row < res; row++)
-    for (let col = 0; col < res; col++) {
-      const v = logp[row * res + col]
+  const canvas = new Canvas(cols * scale, rows * scale)
+  for (let row = 0; row < rows; row++)
+    for (let col = 0; col < cols; col++) {
+      const v = logp[row * cols + col]
       const t = !Number.isFinite(v) || !Number.isFinite(maxLog) ? 0 : o.logScale ? (v - (maxLog - 10)) / 10 : Math.exp(v - maxLog)
       canvas.fillRect(col * scale, row * scale, scale, scale, cmap(t))
     }

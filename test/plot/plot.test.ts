@@ -144,3 +144,13 @@ describe('plot.imageGrid', () => {
     expect(code(() => plot.imageGrid(file, [[[0]]], { range: [1, 0] }))).toBe('ERR_ARGUMENT')
   })
 })
+
+test('plot.densityMap keeps the cells square on a wide range', () => {
+  const file = path.join(os.tmpdir(), `innflow-wide-${process.pid}.png`)
+  const identity = { forward: (x: Tensor) => [x, 0] as [Tensor, number] }
+  const r = plot.densityMap(file, identity, { range: [[-4, 4], [-2, 2]], resolution: 40, scale: 3 })
+  expect([r.width, r.height]).toEqual([120, 60])
+  const png = decodePng(file)
+  expect([png.width, png.height]).toEqual([120, 60])
+  fs.rmSync(file)
+})
