@@ -8,8 +8,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { data, distributions, manualSeed, modules as Fm, nn, noGrad, optim, SequenceINN, tidy } from '../lib'
-import { scatterPanels } from './png'
+import { data, distributions, manualSeed, modules as Fm, nn, noGrad, optim, plot, SequenceINN, tidy } from '../lib'
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`)
@@ -58,9 +57,13 @@ const { nll, samples, points } = tidy(() =>
 const outDir = path.join(process.cwd(), 'examples', 'out')
 fs.mkdirSync(outDir, { recursive: true })
 const png = path.join(outDir, 'moons.png')
-scatterPanels(png, [
-  { points, color: [40, 90, 200] },
-  { points: samples, color: [200, 60, 40] },
-])
+plot.scatter(
+  png,
+  [
+    { points, color: [40, 90, 200] },
+    { points: samples, color: [200, 60, 40] },
+  ],
+  { range: 3, size: 360, panels: true },
+)
 console.log(`wrote ${path.relative(process.cwd(), png)} (left: data, right: samples from the flow)`)
 console.log(`test NLL: ${nll.toFixed(3)} nats`)

@@ -33,6 +33,8 @@ export interface CoreBinding {
   memory(): { tensors: number; storages: number; bytes: number; cachedBytes: number; cudaStorages: number; cudaBytes: number }
   emptyCache(): void
   manualSeed(seed: number): void
+  getRngState(): string
+  setRngState(state: string): void
   rand(shape: readonly number[], dtype: string, device?: string): NativeTensor
   randn(shape: readonly number[], dtype: string, device?: string): NativeTensor
   randperm(n: number, dtype: string, device?: string): NativeTensor

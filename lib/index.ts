@@ -8,6 +8,7 @@ export { setDefaultDtype, getDefaultDtype } from './dtype'
 export { cuda } from './device'
 export {
   Tensor, tensor, zeros, ones, full, zerosLike, onesLike, eye, arange, rand, randn, randperm, manualSeed,
+  getRngState, setRngState,
   setNumThreads, getNumThreads,
 } from './tensor'
 export type { TensorLike, TensorOptions } from './tensor'
@@ -32,3 +33,6 @@ export { InputNode, ConditionNode, OutputNode, Node } from './framework/nodes'
 export type { NodeInput, NodeInputs, NodeOptions, NodeConnectOptions } from './framework/nodes'
 export type { ForwardOptions } from './framework/common'
 export * as distributions from './distributions'
+export { train, nllLoss, logLikelihood } from './train'
+export type { Batch, TrainData, TrainOptions, TrainResult, StepInfo, FlowLike } from './train'
+export * as plot from './plot'

@@ -367,6 +367,20 @@ export function manualSeed(seed: number): void {
   if (!Number.isSafeInteger(seed) || seed < 0) throw argumentError('manualSeed', 'seed', 'a non-negative safe integer', seed)
   core.manualSeed(seed)
 }
+/**
+ * The state of the generator behind rand, randn and randperm, as an opaque string (32 hex digits), to be
+ * restored with {@link setRngState} (torch.get_rng_state). Training checkpoints store it so that a resumed
+ * run draws the same numbers as an uninterrupted one.
+ */
+export function getRngState(): string {
+  return core.getRngState()
+}
+/** Restores a state from {@link getRngState}; the next draws repeat those that followed it. */
+export function setRngState(state: string): void {
+  if (typeof state !== 'string' || !/^[0-9a-fA-F]{32}$/.test(state))
+    throw argumentError('setRngState', 'state', 'a string of 32 hex digits from getRngState()', state)
+  core.setRngState(state)
+}
 /** Uniform samples in (0, 1). */
 export function rand(shape: number[], opts?: TensorOptions): Tensor {
   const o = checkOptions('rand', opts)

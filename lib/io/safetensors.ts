@@ -59,14 +59,14 @@ interface Entry {
   end: number
 }
 
-/** Parses and validates the header of a safetensors file held in `buf`. */
-function parseHeader(file: string, buf: Buffer): { entries: Entry[]; metadata: Record<string, string>; dataStart: number } {
+/** The JSON header of a safetensors file whose first bytes are in `buf`, and its length n (the data starts at 8 + n). */
+function headerJson(file: string, buf: Buffer, fileLength: number): { header: Record<string, unknown>; n: number } {
   if (buf.length < 8) throw bad(file, `it is ${buf.length} bytes long, too short to hold the 8-byte header length (truncated?)`)
   const n64 = buf.readBigUInt64LE(0)
   if (n64 > BigInt(MAX_HEADER)) throw bad(file, `the header length ${n64} exceeds the limit of ${MAX_HEADER} bytes (corrupt header length?)`)
   const n = Number(n64)
   if (n < 2) throw bad(file, `the header length is ${n} bytes, too short for a JSON object`)
-  if (8 + n > buf.length) throw bad(file, `the header length says ${n} bytes but only ${buf.length - 8} follow it (truncated?)`)
+  if (8 + n > Math.min(buf.length, fileLength)) throw bad(file, `the header length says ${n} bytes but only ${fileLength - 8} follow it (truncated?)`)
   let text: string
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + n))
@@ -81,17 +81,30 @@ function parseHeader(file: string, buf: Buffer): { entries: Entry[]; metadata: R
     throw bad(file, `the header is not valid JSON (${e instanceof Error ? e.message : String(e)})`)
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) throw bad(file, 'the header is not a JSON object')
+  return { header: header as Record<string, unknown>, n }
+}
 
+/** The `__metadata__` strings of a header. */
+function headerMetadata(file: string, info: unknown): Record<string, string> {
+  if (info === undefined) return {}
+  if (info === null || typeof info !== 'object' || Array.isArray(info)) throw bad(file, '__metadata__ must be an object of strings')
+  const metadata: Record<string, string> = {}
+  for (const [k, v] of Object.entries(info as Record<string, unknown>)) {
+    if (typeof v !== 'string') throw bad(file, `__metadata__['${k}'] must be a string, got ${describe(v)}`)
+    metadata[k] = v
+  }
+  return metadata
+}
+
+/** Parses and validates the header of a safetensors file held in `buf`. */
+function parseHeader(file: string, buf: Buffer): { entries: Entry[]; metadata: Record<string, string>; dataStart: number } {
+  const { header, n } = headerJson(file, buf, buf.length)
   const dataLength = buf.length - 8 - n
   const metadata: Record<string, string> = {}
   const entries: Entry[] = []
   for (const [name, info] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (info === null || typeof info !== 'object' || Array.isArray(info)) throw bad(file, '__metadata__ must be an object of strings')
-      for (const [k, v] of Object.entries(info as Record<string, unknown>)) {
-        if (typeof v !== 'string') throw bad(file, `__metadata__['${k}'] must be a string, got ${describe(v)}`)
-        metadata[k] = v
-      }
+      Object.assign(metadata, headerMetadata(file, info))
       continue
     }
     if (info === null || typeof info !== 'object' || Array.isArray(info)) throw bad(file, `tensor '${name}' must be described by an object`)
@@ -187,6 +200,31 @@ export function parseSafetensors(buf: Buffer, file: string): Safetensors {
     throw err
   }
   return { tensors, metadata }
+}
+
+/**
+ * Reads only the `__metadata__` of a safetensors file (the header, not the tensor data): cheap on large
+ * files, and a way to inspect a checkpoint before loading it. Malformed headers throw ERR_CHECKPOINT.
+ */
+export function readSafetensorsMetadata(file: string): Record<string, string> {
+  if (typeof file !== 'string' || file === '') throw argumentError('readSafetensorsMetadata', 'path', 'a file path', file)
+  let fd: number
+  try {
+    fd = fs.openSync(file, 'r')
+  } catch (e) {
+    throw new InnflowError('ERR_CHECKPOINT', `readSafetensorsMetadata: cannot read '${file}': ${e instanceof Error ? e.message : String(e)}`)
+  }
+  try {
+    const size = fs.fstatSync(fd).size
+    const head = Buffer.alloc(Math.min(size, 8))
+    fs.readSync(fd, head, 0, head.length, 0)
+    const n = head.length === 8 ? Number(head.readBigUInt64LE(0)) : 0
+    const buf = Buffer.alloc(Math.min(size, 8 + Math.min(n, MAX_HEADER)))
+    fs.readSync(fd, buf, 0, buf.length, 0)
+    return headerMetadata(file, headerJson(file, buf, size).header.__metadata__)
+  } finally {
+    fs.closeSync(fd)
+  }
 }
 
 /**

@@ -9,7 +9,10 @@
 // cuda/random.cu with the same seed and the same reserved blocks, so they draw the CPU's numbers (rand bit for
 // bit; randn up to the last bits of the device's double log/sin/cos); randperm is made on the host, as on the
 // CPU, and copied to the device.
+#include <cctype>
 #include <cmath>
+#include <cstdio>
+#include <string>
 #include <numeric>
 
 #include "../../cuda/random.h"
@@ -98,6 +101,26 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The generator state as 32 hex digits (the key, then the block offset), for checkpoints that must resume
+// the random stream exactly (torch.get_rng_state).
+Napi::Value GetRngState(const Napi::CallbackInfo& info) {
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(state.seed),
+                static_cast<unsigned long long>(state.offset));
+  return Napi::String::New(info.Env(), buf);
+}
+
+Napi::Value SetRngState(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) fail("ERR_ARGUMENT", "setRngState: state must be a string from getRngState()");
+  std::string s = info[0].As<Napi::String>().Utf8Value();
+  bool ok = s.size() == 32;
+  for (char ch : s) ok = ok && std::isxdigit(static_cast<unsigned char>(ch));
+  if (!ok) fail("ERR_ARGUMENT", "setRngState: state must be 32 hex digits (from getRngState()), got '" + s + "'");
+  state.seed = std::stoull(s.substr(0, 16), nullptr, 16);
+  state.offset = std::stoull(s.substr(16, 16), nullptr, 16);
+  return info.Env().Undefined();
+}
+
 Napi::Value Rand(const Napi::CallbackInfo& info) {
   Shape shape = shapeArg(info, 0, "shape");
   DType dtype = dtypeArg(info, 1, "dtype");
@@ -174,6 +197,8 @@ Napi::Value Randperm(const Napi::CallbackInfo& info) {
 
 void registerRandom(Napi::Env env, Napi::Object exports) {
   defineFunction(env, exports, "manualSeed", ManualSeed);
+  defineFunction(env, exports, "getRngState", GetRngState);
+  defineFunction(env, exports, "setRngState", SetRngState);
   defineFunction(env, exports, "rand", Rand);
   defineFunction(env, exports, "randn", Randn);
   defineFunction(env, exports, "randperm", Randperm);
