@@ -24,8 +24,9 @@
  *   npm run build:ts && node dist/examples/digits-glow.js [--steps N] [--seed S] [--k K] [--width W]
  *     [--fc-width F] [--lr LR] [--batch B] [--wd WD] [--eval-every N]
  */
+import * as path from 'node:path'
 import {
-  data, distributions, GraphINN, InputNode, keep, manualSeed, modules as Fm, nn, Node, noGrad, ops, optim, OutputNode, rand, tensor, Tensor, tidy,
+  data, distributions, GraphINN, InputNode, keep, manualSeed, modules as Fm, nn, Node, noGrad, ops, optim, OutputNode, plot, rand, randn, tensor, Tensor, tidy,
 } from '../lib'
 import { GlowStep } from '../lib/modules/glow-step'
 import type { AbstractNode } from '../lib/framework/nodes'
@@ -127,6 +128,8 @@ export const bitsPerDim = (nllNats: number): number => (nllNats + 64 * Math.log(
 export interface DigitsGlowResult {
   bitsPerDim: number
   seconds: number
+  /** The PNG written: 4 rows of samples (temperature 0.7) above a row of test images. */
+  png: string
 }
 
 /** Options of {@link trainDigitsGlow}. */
@@ -138,6 +141,8 @@ export interface TrainOptions extends DigitsGlowConfig {
   weightDecay?: number
   /** Also report the test bits/dim every this many steps (0: only at the end). */
   evalEvery?: number
+  /** Where to write the samples (default examples/out/digits-glow-samples.png). */
+  png?: string
   log?: (s: string) => void
 }
 
@@ -183,6 +188,16 @@ export function trainDigitsGlow(opts: TrainOptions = {}): DigitsGlowResult {
   const seconds = (Date.now() - started) / 1000
   flow.eval()
   const result = testBitsPerDim()
+  // 40 samples at temperature 0.7 (Glow's habit: the tails of N(0, I) give blotchy digits) above 10 test images
+  const png = opts.png ?? path.join(process.cwd(), 'examples', 'out', 'digits-glow-samples.png')
+  tidy(() =>
+    noGrad(() => {
+      const [x] = flow.forward(randn([40, 64]).mul(0.7), { rev: true })
+      const images = ops.cat([(x as Tensor).reshape([40, 8, 8]), test.narrow(0, 0, 10).reshape([10, 8, 8])], 0)
+      plot.imageGrid(png, images.clamp(0, 1), { rows: 5, cols: 10, scale: 6, range: [0, 1] })
+    }),
+  )
+  log(`wrote ${path.relative(process.cwd(), png)} (rows 1-4: samples at temperature 0.7; row 5: test images)`)
   train.dispose()
   test.dispose()
   opt.dispose()
@@ -190,7 +205,7 @@ export function trainDigitsGlow(opts: TrainOptions = {}): DigitsGlowResult {
     t.grad?.dispose()
     t.dispose()
   }
-  return { bitsPerDim: result, seconds }
+  return { bitsPerDim: result, seconds, png }
 }
 
 /**

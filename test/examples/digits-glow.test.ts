@@ -4,7 +4,9 @@
  */
 import { manualSeed, memory, noGrad, Tensor, tidy } from '../../lib'
 import { buildDigitsGlow, DEFAULTS, digitsSplit, main } from '../../examples/digits-glow'
+import * as fs from 'node:fs'
 import { expectClose } from '../helpers'
+import { decodePng } from '../plot/png-decode'
 
 describe('examples/digits-glow', () => {
   test('the model: (1, 8, 8) → 64 latent dimensions, three levels of GlowSteps, invertible', () =>
@@ -29,7 +31,12 @@ describe('examples/digits-glow', () => {
     const lines: string[] = []
     const before = memory().tensors
     const untrained = main(['--steps', '2', '--lr', '0'], () => undefined).bitsPerDim
-    const { bitsPerDim } = main(['--steps', '12'], (s) => lines.push(s))
+    const { bitsPerDim, png } = main(['--steps', '12'], (s) => lines.push(s))
+    // the sample grid: 5 rows × 10 columns of 8×8 images at scale 6, not a constant picture
+    expect(fs.existsSync(png)).toBe(true)
+    const image = decodePng(png)
+    expect([image.width, image.height]).toEqual([10 * 48 + 11 * 2, 5 * 48 + 6 * 2])
+    expect(image.colors()).toBeGreaterThan(10)
     expect(memory().tensors).toBe(before) // the example frees its data, model and optimiser state
     expect(Number.isFinite(bitsPerDim)).toBe(true)
     expect(bitsPerDim).toBeLessThan(untrained - 0.1) // about 4.29 → 4.09 in 12 steps
