@@ -202,3 +202,32 @@ describe('large tensors split across threads (chunks start in the middle of rows
     })
   })
 })
+
+describe('float32 exp, tanh and sigmoid (the vectorised kernels) against float64', () => {
+  const xs: number[] = []
+  for (let i = 0; i <= 40000; i++) xs.push(-110 + (200 * i) / 40000)
+  xs.push(-0, 0, 1e-30, -1e-30, 88.72, 88.7228, 88.73, 89, 1000, -1000, Infinity, -Infinity, NaN, 0.3, -0.3, 0.29999998, 9, -9, 9.01)
+  const x32 = Float32Array.from(xs)
+  const check = (name: string, f32: Float32Array | Float64Array, ref: (x: number) => number, relTol: number) => {
+    let worst = 0
+    x32.forEach((x, i) => {
+      const want = Math.fround(ref(x))
+      const got = f32[i]
+      if (Number.isNaN(want)) return expect(got).toBeNaN()
+      if (!Number.isFinite(want) || want === 0) return expect(got).toBe(want)
+      // subnormal results: within one unit of the smallest subnormal
+      if (Math.abs(want) < 1.1754943508222875e-38) return expect(Math.abs(got - want)).toBeLessThanOrEqual(1.401298464324817e-45 * 1.5)
+      worst = Math.max(worst, Math.abs(got - want) / Math.abs(want))
+    })
+    if (!(worst <= relTol)) throw new Error(`${name}: worst relative error ${worst} > ${relTol}`)
+  }
+  test('exp: relative error ≤ 3e-7 on normal results, subnormals and overflow right, NaN stays NaN', () => {
+    tidy(() => check('exp', tensor(x32, [x32.length], { dtype: 'float32' }).exp().toArray(), Math.exp, 3e-7))
+  })
+  test('tanh: relative error ≤ 5e-7', () => {
+    tidy(() => check('tanh', tensor(x32, [x32.length], { dtype: 'float32' }).tanh().toArray(), Math.tanh, 5e-7))
+  })
+  test('sigmoid: relative error ≤ 5e-7', () => {
+    tidy(() => check('sigmoid', tensor(x32, [x32.length], { dtype: 'float32' }).sigmoid().toArray(), (x) => 1 / (1 + Math.exp(-x)), 5e-7))
+  })
+})
