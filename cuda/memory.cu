@@ -3,9 +3,13 @@
 //
 // innflow_cuda_alloc(&p, bytes)                      stream-ordered allocation
 // innflow_cuda_free(p)                               stream-ordered free (safe right after queuing kernels on p)
-// innflow_cuda_copy(dst, src, bytes, kind)           H2D / D2D queued; D2H waits for the stream
+// innflow_cuda_copy(dst, src, bytes, kind)           H2D (small ones through pinned staging) and D2D queued;
+//                                                    D2H waits for the stream
 // innflow_cuda_fill(dtype, y: [n], n, value)
 // innflow_cuda_cast(srcDtype, x: [n], dstDtype, y: [n], n)
+#include <cstring>
+#include <vector>
+
 #include "common.cuh"
 
 using namespace innflow_cuda;
@@ -36,11 +40,77 @@ extern "C" int innflow_cuda_free(void* ptr) {
   return INNFLOW_CUDA_OK;
 }
 
+namespace {
+
+// Pinned staging for host-to-device copies. A copy from pageable memory may make the driver wait for the stream
+// (CUDA's "API synchronization behavior"), which would stall the host behind all queued GPU work at every upload of
+// a tensor, an index list or the optimiser's parameter table. Small uploads are therefore copied into a pinned
+// block first and sent from there; each block is reused once the event recorded after its copy has completed,
+// so the host never waits unless it has more than it can stage in flight.
+struct StagingBlock {
+  char* data = nullptr;
+  size_t bytes = 0;
+  cudaEvent_t done = nullptr;
+  bool busy = false;
+};
+
+constexpr size_t kStagingLimit = size_t(4) << 20;  // larger uploads (data sets) go straight from pageable memory
+std::vector<StagingBlock>& stagingBlocks() {
+  static std::vector<StagingBlock>* blocks = new std::vector<StagingBlock>();  // lives as long as the process
+  return *blocks;
+}
+
+// A free pinned block of at least `bytes` (a completed one is reused; otherwise a new one is made).
+int takeStagingBlock(size_t bytes, StagingBlock** out) {
+  std::vector<StagingBlock>& blocks = stagingBlocks();
+  StagingBlock* best = nullptr;
+  for (StagingBlock& b : blocks) {
+    if (b.busy) {
+      cudaError_t q = cudaEventQuery(b.done);
+      if (q == cudaErrorNotReady) continue;
+      INNFLOW_CUDA_TRY(q);
+      b.busy = false;
+    }
+    if (b.bytes >= bytes && (!best || b.bytes < best->bytes)) best = &b;
+  }
+  if (!best) {
+    StagingBlock b;
+    b.bytes = bytes < 4096 ? 4096 : bytes;
+    // round to a power of two so that blocks are reused across slightly different sizes
+    size_t p = 4096;
+    while (p < b.bytes) p <<= 1;
+    b.bytes = p;
+    INNFLOW_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&b.data), b.bytes));
+    cudaError_t err = cudaEventCreateWithFlags(&b.done, cudaEventDisableTiming);
+    if (err != cudaSuccess) {
+      cudaFreeHost(b.data);
+      INNFLOW_CUDA_TRY(err);
+    }
+    blocks.push_back(b);
+    best = &blocks.back();
+  }
+  *out = best;
+  return INNFLOW_CUDA_OK;
+}
+
+int uploadStaged(void* dst, const void* src, size_t bytes) {
+  StagingBlock* block = nullptr;
+  INNFLOW_STATUS_TRY(takeStagingBlock(bytes, &block));
+  std::memcpy(block->data, src, bytes);
+  INNFLOW_CUDA_TRY(cudaMemcpyAsync(dst, block->data, bytes, cudaMemcpyHostToDevice, stream()));
+  INNFLOW_CUDA_TRY(cudaEventRecord(block->done, stream()));
+  block->busy = true;
+  return INNFLOW_CUDA_OK;
+}
+
+}  // namespace
+
 extern "C" int innflow_cuda_copy(void* dst, const void* src, size_t bytes, int kind) {
   if (bytes == 0) return INNFLOW_CUDA_OK;
   switch (kind) {
     case INNFLOW_COPY_H2D:
-      // From pageable host memory the copy is staged before the call returns, so the caller may free src.
+      // Either way the caller may free src as soon as this returns.
+      if (bytes <= kStagingLimit) return uploadStaged(dst, src, bytes);
       INNFLOW_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()));
       return INNFLOW_CUDA_OK;
     case INNFLOW_COPY_D2H:

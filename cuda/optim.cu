@@ -72,9 +72,9 @@ int upload(WorkList* w, const std::vector<TensorDesc>& descs) {
   const size_t descBytes = descs.size() * sizeof(TensorDesc), chunkBytes = chunks.size() * sizeof(Chunk);
   INNFLOW_STATUS_TRY(w->buffer.alloc(descBytes + chunkBytes));
   char* base = w->buffer.as<char>();
-  // from pageable host memory: staged before the call returns, so the vectors may go
-  INNFLOW_CUDA_TRY(cudaMemcpyAsync(base, descs.data(), descBytes, cudaMemcpyHostToDevice, stream()));
-  INNFLOW_CUDA_TRY(cudaMemcpyAsync(base + descBytes, chunks.data(), chunkBytes, cudaMemcpyHostToDevice, stream()));
+  // through the pinned staging of memory.cu: no wait for the stream, and the vectors may go when this returns
+  INNFLOW_STATUS_TRY(innflow_cuda_copy(base, descs.data(), descBytes, INNFLOW_COPY_H2D));
+  INNFLOW_STATUS_TRY(innflow_cuda_copy(base + descBytes, chunks.data(), chunkBytes, INNFLOW_COPY_H2D));
   w->descs = reinterpret_cast<const TensorDesc*>(base);
   w->chunks = reinterpret_cast<const Chunk*>(base + descBytes);  // descBytes is a multiple of 8
   return INNFLOW_CUDA_OK;
