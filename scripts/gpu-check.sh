@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Everything the GPU machine has to confirm, in one call (its time is scarce): build the CUDA backend for sm_90,
+# run test/cuda (every CUDA op against the CPU, the FrEIA parity fixtures on the GPU, moons training tracking the
+# CPU), then the benchmark on the GPU. Logs and the bench JSON go to $OUT (the device tool copies them back).
+#
+#   ../shared/gpu/pack        # here, once after npm ci
+#   run: bash .gpu/remote.sh 'bash scripts/gpu-check.sh'      (with carry: [".gpu"])
+set -uo pipefail
+out=${OUT:-/tmp/innflow-gpu}
+mkdir -p "$out"
+echo "== build (sm_90, 16 jobs)"
+if ! INNFLOW_CUDA_ARCHS=90 npx cmake-js compile --parallel 16 >"$out/build.log" 2>&1; then
+  tail -60 "$out/build.log"
+  exit 1
+fi
+npm run build:ts >>"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
+node -e "const i = require('./dist/lib'); console.log('cuda:', i.cuda.isAvailable(), i.cuda.unavailableReason() ?? i.cuda.deviceName())"
+echo "== test/cuda"
+npx jest test/cuda --runInBand >"$out/test-cuda.log" 2>&1
+status=$?
+grep -E "✕|●.*›" "$out/test-cuda.log" | head -40
+tail -6 "$out/test-cuda.log"
+echo "== bench (cuda)"
+node dist/bench/run.js --device cuda --steps ${BENCH_STEPS:-30} --json "$out/bench-cuda.json" 2>&1 | tee "$out/bench-cuda.txt"
+exit $status
