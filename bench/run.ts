@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { cuda, Device, GraphINN, manualSeed, memory, noGrad, optim, SequenceINN, setNumThreads, Tensor, tidy } from '../lib'
+import { cuda, Device, getMatmulPrecision, GraphINN, MatmulPrecision, setMatmulPrecision, manualSeed, memory, noGrad, optim, SequenceINN, setNumThreads, Tensor, tidy } from '../lib'
 import { freiaParameterCount, Workload, workloads } from './workloads'
 
 /** One row of the bench table (pinned format, read by other tools). */
@@ -28,6 +28,8 @@ export interface Row {
 }
 
 /** Parses the pinned command line. */
+export type BenchArgs = ReturnType<typeof parseArgs>
+
 export function parseArgs(argv: string[]) {
   const get = (name: string): string | undefined => {
     const i = argv.indexOf(`--${name}`)
@@ -123,6 +125,16 @@ export function runBench(argv: string[], log: (line: string) => void = console.l
   const args = parseArgs(argv)
   if (args.device === 'cuda' && !cuda.isAvailable()) throw new Error(`--device cuda: ${cuda.unavailableReason()}`)
   if (args.threads !== undefined) setNumThreads(args.threads)
+  const savedPrecision = getMatmulPrecision()
+  setMatmulPrecision(args.precision as MatmulPrecision)
+  try {
+    return runSelected(args, log)
+  } finally {
+    setMatmulPrecision(savedPrecision)
+  }
+}
+
+function runSelected(args: BenchArgs, log: (line: string) => void): { device: string; rows: Row[] } {
   const reference = JSON.parse(fs.readFileSync(referencePath(), 'utf8')) as Record<string, unknown>
   const selected = args.names ? workloads.filter((w) => args.names!.includes(w.name)) : workloads.filter((w) => w.name !== 'tabular64x64-b4096' || args.device === 'cuda')
   if (args.names && selected.length !== args.names.length) throw new Error(`unknown workload in ${args.names.join(',')}; known: ${workloads.map((w) => w.name).join(', ')}`)

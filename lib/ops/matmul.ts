@@ -23,6 +23,8 @@ interface MatmulBinding {
     needBias: boolean,
   ): [NativeTensor | null, NativeTensor | null, NativeTensor | null]
   setGemmBackend(name: string): void
+  setMatmulPrecision(precision: string): void
+  getMatmulPrecision(): MatmulPrecision
   getGemmBackend(): GemmBackend
 }
 const N = bindingFor<MatmulBinding>()
@@ -116,6 +118,25 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 export function setGemmBackend(name: GemmBackend): void {
   if (name !== 'builtin' && name !== 'openblas') throw argumentError('setGemmBackend', 'name', "'builtin' or 'openblas'", name)
   N.setGemmBackend(name)
+}
+
+/** The arithmetic of float32 matrix products and convolutions (PyTorch's `torch.set_float32_matmul_precision`). */
+export type MatmulPrecision = 'highest' | 'high' | 'medium'
+
+/**
+ * Sets the arithmetic of float32 GEMMs and convolutions on the GPU: 'highest' (float32, the default), 'high'
+ * (TF32 tensor cores: 10-bit mantissas, float32 accumulation) or 'medium' (bfloat16 operands, float32
+ * accumulation). float64 is never affected, and the CPU computes in float32 whatever is set.
+ */
+export function setMatmulPrecision(precision: MatmulPrecision): void {
+  if (precision !== 'highest' && precision !== 'high' && precision !== 'medium')
+    throw argumentError('setMatmulPrecision', 'precision', "'highest', 'high' or 'medium'", precision)
+  N.setMatmulPrecision(precision)
+}
+
+/** The current float32 GEMM precision ('highest' unless changed). */
+export function getMatmulPrecision(): MatmulPrecision {
+  return N.getMatmulPrecision()
 }
 
 /** The CPU GEMM in use: 'openblas' or 'builtin'. */

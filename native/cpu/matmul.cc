@@ -8,6 +8,7 @@
 // linearBackward(g: [*, O], x, w, needX, needW, needBias)
 //                                                       -> [gx: [*, I] | null, gw: [O, I] | null, gbias: [O] | null]
 // setGemmBackend(name: 'builtin' | 'openblas')          (ERR_ARGUMENT for 'openblas' when not compiled in)
+// setMatmulPrecision('highest' | 'high' | 'medium')     float32 GEMM arithmetic on the GPU (fp32 | TF32 | bf16)
 // getGemmBackend()                                     -> 'builtin' | 'openblas'
 // setGemmKernel(name: 'auto' | 'avx512' | 'avx2' | 'generic')   (testing: which built-in micro-kernel runs)
 // getGemmKernel()                                      -> the built-in micro-kernel in use
@@ -1042,6 +1043,25 @@ Napi::Value SetGemmKernel(const Napi::CallbackInfo& info) {
 
 Napi::Value GetGemmKernel(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), isaName(currentIsa)); }
 
+// The arithmetic of float32 matrix products on the GPU: 'highest' (float32, the default), 'high' (TF32 tensor
+// cores), 'medium' (bfloat16 tensor cores, float32 accumulation). The CPU computes every float32 product in float32
+// whatever is set (it has no TF32, and bfloat16 would only lose digits), so the setting changes GPU results only.
+int matmulPrecision = 0;
+const char* const kPrecisionNames[3] = {"highest", "high", "medium"};
+
+Napi::Value SetMatmulPrecision(const Napi::CallbackInfo& info) {
+  const std::string name = stringArg(info, 0, "setMatmulPrecision: precision");
+  int mode = -1;
+  for (int m = 0; m < 3; m++)
+    if (name == kPrecisionNames[m]) mode = m;
+  if (mode < 0) fail("ERR_ARGUMENT", "setMatmulPrecision: precision must be 'highest', 'high' or 'medium', got '" + name + "'");
+  if (cudaUsable()) cudaCheck(cudaMatmul().setMathMode(mode), "setMatmulPrecision");
+  matmulPrecision = mode;
+  return info.Env().Undefined();
+}
+
+Napi::Value GetMatmulPrecision(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), kPrecisionNames[matmulPrecision]); }
+
 }  // namespace
 
 void registerMatmul(Napi::Env env, Napi::Object exports) {
@@ -1056,6 +1076,8 @@ void registerMatmul(Napi::Env env, Napi::Object exports) {
   defineFunction(env, exports, "getGemmBackend", GetGemmBackend);
   defineFunction(env, exports, "setGemmKernel", SetGemmKernel);
   defineFunction(env, exports, "getGemmKernel", GetGemmKernel);
+  defineFunction(env, exports, "setMatmulPrecision", SetMatmulPrecision);
+  defineFunction(env, exports, "getMatmulPrecision", GetMatmulPrecision);
 }
 
 }  // namespace innflow

@@ -4,8 +4,8 @@
  * float32 and float64, on sizes that do not divide the block size, empty tensors, batches beyond one cuBLAS
  * call, and the errors for mixed devices and too many batch dimensions. Skipped without a GPU.
  */
-import { ops, tensor, Tensor, tidy } from '../../lib'
-import { expectCode } from '../helpers'
+import { ops, setMatmulPrecision, tensor, Tensor, tidy } from '../../lib'
+import { expectCode, randomValues, relErr } from '../helpers'
 import { compareWithCpu, describeCuda } from './compare'
 
 type DT = 'float32' | 'float64'
@@ -150,6 +150,32 @@ describeCuda('CUDA linear', () => {
       const bCpu = tensor([1, 2], [2])
       expectCode(() => ops.linear(x, wCpu), 'ERR_DEVICE')
       expectCode(() => ops.linear(x, w, bCpu), 'ERR_DEVICE')
+    })
+  })
+})
+
+describeCuda('setMatmulPrecision on the GPU', () => {
+  afterEach(() => setMatmulPrecision('highest'))
+  test("'high' (TF32) and 'medium' (bf16) lose digits in float32 products, 'highest' does not; float64 is unaffected", () => {
+    tidy(() => {
+      const av = randomValues(256 * 512, 11)
+      const bv = randomValues(512 * 128, 12)
+      const ref = ops.matmul(tensor(av, [256, 512], { dtype: 'float64' }), tensor(bv, [512, 128], { dtype: 'float64' })).toArray()
+      const a = tensor(av, [256, 512], { device: 'cuda' })
+      const b = tensor(bv, [512, 128], { device: 'cuda' })
+      const err = () => relErr(ops.matmul(a, b).toArray(), ref)
+      expect(err()).toBeLessThan(1e-6)
+      setMatmulPrecision('high')
+      const tf32 = err()
+      expect(tf32).toBeGreaterThan(1e-5)
+      expect(tf32).toBeLessThan(5e-3)
+      setMatmulPrecision('medium')
+      const bf16 = err()
+      expect(bf16).toBeGreaterThan(tf32 / 2)
+      expect(bf16).toBeLessThan(3e-2)
+      const a64 = tensor(av, [256, 512], { dtype: 'float64', device: 'cuda' })
+      const b64 = tensor(bv, [512, 128], { dtype: 'float64', device: 'cuda' })
+      expect(relErr(ops.matmul(a64, b64).toArray(), ref)).toBeLessThan(1e-14)
     })
   })
 })

@@ -1,4 +1,4 @@
-import { ops, tensor, Tensor, tidy } from '../../lib'
+import { getMatmulPrecision, ops, setMatmulPrecision, tensor, Tensor, tidy } from '../../lib'
 import { bindingFor, NativeTensor } from '../../lib/binding'
 import { expectClose, expectCode, gradCheck, input, numel, randomValues, relErr } from '../helpers'
 
@@ -381,6 +381,30 @@ describe('matmul and linear: bad input', () => {
       expect(ops.matmul(tensor([], [0, 2], f64), tensor([1, 2, 3, 4], [2, 2], f64)).shape).toEqual([0, 2])
       const z = ops.linear(tensor([], [2, 0], f64), tensor([], [3, 0], f64), tensor([1, 2, 3], [3], f64))
       expectClose(z, [1, 2, 3, 1, 2, 3], 0)
+    })
+  })
+})
+
+describe('setMatmulPrecision', () => {
+  afterEach(() => setMatmulPrecision('highest'))
+  test("'highest' by default; set/get round-trip; anything else is ERR_ARGUMENT and changes nothing", () => {
+    expect(getMatmulPrecision()).toBe('highest')
+    setMatmulPrecision('high')
+    expect(getMatmulPrecision()).toBe('high')
+    expectCode(() => setMatmulPrecision('low' as never), 'ERR_ARGUMENT')
+    expect(getMatmulPrecision()).toBe('high')
+    setMatmulPrecision('medium')
+    expect(getMatmulPrecision()).toBe('medium')
+  })
+  test('the CPU computes float32 products in float32 whatever the precision', () => {
+    tidy(() => {
+      const a = tensor(randomValues(64 * 48, 3), [64, 48])
+      const b = tensor(randomValues(48 * 32, 4), [48, 32])
+      const want = ops.matmul(a, b).toArray()
+      for (const p of ['high', 'medium'] as const) {
+        setMatmulPrecision(p)
+        expect(Array.from(ops.matmul(a, b).toArray())).toEqual(Array.from(want))
+      }
     })
   })
 })
