@@ -139,51 +139,62 @@ void withBool(bool v, F&& f) {
 }
 
 // ------------------------------------------------------------------------------------------------ forward
+// The row loops live in functions of their own whose pointers are __restrict parameters: with restrict-qualified
+// locals GCC still had to prove that the seven row pointers do not overlap, gave up past its limit of alias
+// checks and left the loops scalar (7 ns per value instead of under 1).
+
+// One row: s (gin: s₀) into buf, y2 unless gin, E and D when saving. Returns nothing; the caller sums buf.
+template <class T, int K, bool REV, bool SAVE, bool GIN>
+__attribute__((noinline)) void forwardPass1(const T* __restrict ar, const T* __restrict tr, const T* __restrict xr,
+                                            T* __restrict yr, T* __restrict buf, T* __restrict Er, T* __restrict Dr,
+                                            int64_t n, const Consts<T> c) {
+  for (int64_t j = 0; j < n; j++) {
+    T s, d;
+    softClamp<T, K>(ar[j], c, s, d);
+    buf[j] = s;
+    if (SAVE) Dr[j] = d;
+    if (!GIN) {
+      const T t = tr[j] * c.ps;
+      const T e = expOf(REV ? -s : s);
+      yr[j] = REV ? (xr[j] - t) * e : xr[j] * e + t;
+      if (SAVE) Er[j] = e;
+    }
+  }
+}
+
+// GIN's second pass over a row: s = s₀ − mean (back into buf), y2, E.
+template <class T, bool REV, bool SAVE>
+__attribute__((noinline)) void forwardPass2(const T* __restrict tr, const T* __restrict xr, T* __restrict yr,
+                                            T* __restrict buf, T* __restrict Er, int64_t n, const T mean, const T ps) {
+  for (int64_t j = 0; j < n; j++) {
+    const T s = buf[j] - mean;
+    buf[j] = s;
+    const T t = tr[j] * ps;
+    const T e = expOf(REV ? -s : s);
+    yr[j] = REV ? (xr[j] - t) * e : xr[j] * e + t;
+    if (SAVE) Er[j] = e;
+  }
+}
 
 template <class T, int K, bool REV, bool SAVE>
 void forwardRows(const T* as, const T* xs, T* ys, T* lds, T* Es, T* Ds, int64_t rows, int64_t n, const Consts<T> c,
                  bool gin) {
   parallelFor(rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)), [&](int64_t rb, int64_t re) {
     std::vector<T> buffer(static_cast<size_t>(n));
-    T* __restrict buf = buffer.data();
-    const Consts<T> cc = c;
+    T* buf = buffer.data();
     for (int64_t r = rb; r < re; r++) {
-      const T* __restrict ar = as + r * 2 * n;
-      const T* __restrict tr = ar + n;
-      const T* __restrict xr = xs + r * n;
-      T* __restrict yr = ys + r * n;
-      T* __restrict Er = SAVE ? Es + r * n : nullptr;
-      T* __restrict Dr = SAVE ? Ds + r * n : nullptr;
+      const T* ar = as + r * 2 * n;
+      const T* xr = xs + r * n;
+      T* yr = ys + r * n;
+      T* Er = SAVE ? Es + r * n : nullptr;
+      T* Dr = SAVE ? Ds + r * n : nullptr;
       if (gin) {
         // s₀ first, centred once its row mean is known
-        for (int64_t j = 0; j < n; j++) {
-          T s0, d;
-          softClamp<T, K>(ar[j], cc, s0, d);
-          buf[j] = s0;
-          if (SAVE) Dr[j] = d;
-        }
+        forwardPass1<T, K, REV, SAVE, true>(ar, ar + n, xr, yr, buf, Er, Dr, n, c);
         const T mean = T(rowSum(buf, n) * (1.0 / double(n)));
-        for (int64_t j = 0; j < n; j++) {
-          const T s = buf[j] - mean;
-          buf[j] = s;
-          const T t = tr[j] * cc.ps;
-          const T e = expOf(REV ? -s : s);
-          yr[j] = REV ? (xr[j] - t) * e : xr[j] * e + t;
-          if (SAVE) Er[j] = e;
-        }
+        forwardPass2<T, REV, SAVE>(ar + n, xr, yr, buf, Er, n, mean, c.ps);
       } else {
-        for (int64_t j = 0; j < n; j++) {
-          T s, d;
-          softClamp<T, K>(ar[j], cc, s, d);
-          buf[j] = s;
-          const T t = tr[j] * cc.ps;
-          const T e = expOf(REV ? -s : s);
-          yr[j] = REV ? (xr[j] - t) * e : xr[j] * e + t;
-          if (SAVE) {
-            Er[j] = e;
-            Dr[j] = d;
-          }
-        }
+        forwardPass1<T, K, REV, SAVE, false>(ar, ar + n, xr, yr, buf, Er, Dr, n, c);
       }
       const T sum = T(rowSum(buf, n));
       lds[r] = REV ? -sum : sum;
@@ -193,46 +204,63 @@ void forwardRows(const T* as, const T* xs, T* ys, T* lds, T* Es, T* Ds, int64_t 
 
 // ------------------------------------------------------------------------------------------------ backward
 
+// One row with gy2: gs (times D unless GIN, where it goes to buf to be centred), ga_t, gx2 if wanted.
+template <class T, bool REV, bool GIN, bool GX>
+__attribute__((noinline)) void backwardPass(const T* __restrict gyr, const T* __restrict tr, const T* __restrict xr,
+                                            const T* __restrict Er, const T* __restrict Dr, T* __restrict dst,
+                                            T* __restrict gtr, T* __restrict gxr, int64_t n, const T gl, const T p) {
+  for (int64_t j = 0; j < n; j++) {
+    const T g = gyr[j], e = Er[j];
+    const T ge = g * e;
+    const T gs = REV ? -(ge * (xr[j] - tr[j] * p)) - gl : ge * xr[j] + gl;
+    dst[j] = GIN ? gs : gs * Dr[j];
+    gtr[j] = REV ? -(ge * p) : g * p;
+    if (GX) gxr[j] = ge;
+  }
+}
+
+// ga_s = (buf − mean)·D.
+template <class T>
+__attribute__((noinline)) void centredTimes(const T* __restrict buf, const T* __restrict Dr, T* __restrict gsr,
+                                            int64_t n, const T mean) {
+  for (int64_t j = 0; j < n; j++) gsr[j] = (buf[j] - mean) * Dr[j];
+}
+
 template <class T, bool REV, bool GY>
 void backwardRows(const T* gys, const T* gls, const T* as, const T* xs, const T* Es, const T* Ds, T* gas, T* gxs,
                   int64_t rows, int64_t n, T ps, bool gin) {
   parallelFor(rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)), [&](int64_t rb, int64_t re) {
     std::vector<T> buffer(gin ? static_cast<size_t>(n) : 0);
-    T* __restrict buf = buffer.data();
-    const T p = ps;
+    T* buf = buffer.data();
     for (int64_t r = rb; r < re; r++) {
-      const T* __restrict gyr = GY ? gys + r * n : nullptr;
       const T gl = gls ? gls[r] : T(0);
-      const T* __restrict tr = as + r * 2 * n + n;
-      const T* __restrict xr = xs + r * n;
-      const T* __restrict Er = Es + r * n;
-      const T* __restrict Dr = Ds + r * n;
-      T* __restrict gsr = gas + r * 2 * n;  // ga_s
-      T* __restrict gtr = gsr + n;          // ga_t
-      T* __restrict gxr = gxs ? gxs + r * n : nullptr;
-      // gs (times D right away unless it must be centred first)
-      T* __restrict dst = gin ? buf : gsr;
+      const T* tr = as + r * 2 * n + n;
+      const T* Dr = Ds + r * n;
+      T* gsr = gas + r * 2 * n;  // ga_s
+      T* gtr = gsr + n;          // ga_t
+      T* dst = gin ? buf : gsr;  // gs, centred first with gin
       if (GY) {
-        for (int64_t j = 0; j < n; j++) {
-          const T g = gyr[j], e = Er[j];
-          const T ge = g * e;
-          const T gs = REV ? -(ge * (xr[j] - tr[j] * p)) - gl : ge * xr[j] + gl;
-          dst[j] = gin ? gs : gs * Dr[j];
-          gtr[j] = REV ? -(ge * p) : g * p;
+        const T* gyr = gys + r * n;
+        const T* xr = xs + r * n;
+        const T* Er = Es + r * n;
+        T* gxr = gxs ? gxs + r * n : nullptr;
+        if (gin) {
+          if (gxr) backwardPass<T, REV, true, true>(gyr, tr, xr, Er, Dr, dst, gtr, gxr, n, gl, ps);
+          else backwardPass<T, REV, true, false>(gyr, tr, xr, Er, Dr, dst, gtr, gxr, n, gl, ps);
+        } else {
+          if (gxr) backwardPass<T, REV, false, true>(gyr, tr, xr, Er, Dr, dst, gtr, gxr, n, gl, ps);
+          else backwardPass<T, REV, false, false>(gyr, tr, xr, Er, Dr, dst, gtr, gxr, n, gl, ps);
         }
-        if (gxr)
-          for (int64_t j = 0; j < n; j++) gxr[j] = gyr[j] * Er[j];
       } else {
+        // only the log-det has a gradient: gs = ±gLogDet everywhere (zero once centred), no shift gradient
         const T gs = REV ? -gl : gl;
-        for (int64_t j = 0; j < n; j++) {
-          dst[j] = gin ? gs : gs * Dr[j];
-          gtr[j] = T(0);
-        }
+        if (gin) std::fill_n(gsr, n, T(0) * gs);
+        else
+          for (int64_t j = 0; j < n; j++) gsr[j] = gs * Dr[j];
+        std::fill_n(gtr, n, T(0));
+        continue;
       }
-      if (gin) {
-        const T mean = T(rowSum(buf, n) * (1.0 / double(n)));
-        for (int64_t j = 0; j < n; j++) gsr[j] = (buf[j] - mean) * Dr[j];
-      }
+      if (gin) centredTimes<T>(buf, Dr, gsr, n, T(rowSum(buf, n) * (1.0 / double(n))));
     }
   });
 }
