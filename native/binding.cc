@@ -77,6 +77,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerLinalg(env, exports);
   registerOptim(env, exports);
   registerLuConv(env, exports);
+  registerCoupling(env, exports);
   return exports;
 }
 

@@ -14,4 +14,5 @@ void registerConv(Napi::Env env, Napi::Object exports);         // native/cpu/co
 void registerLinalg(Napi::Env env, Napi::Object exports);       // native/cpu/linalg.cc
 void registerOptim(Napi::Env env, Napi::Object exports);        // native/cpu/optim.cc
 void registerLuConv(Napi::Env env, Napi::Object exports);       // native/cpu/lu_conv.cc
+void registerCoupling(Napi::Env env, Napi::Object exports);     // native/cpu/coupling.cc
 }  // namespace innflow

@@ -37,7 +37,7 @@ export class AffineCouplingOneSided extends CouplingBlockBase {
     // an empty x2 (integer splitLen = C) leaves nothing to transform: the identity
     if (this.splitLen2 === 0) return [[x[0].clone()], this.zeroLogDet(x[0])]
     const a = this.runSubnet(this.subnet, this.withConditions(x1, cs), 2 * this.splitLen2, 'subnet')
-    const [y2, j] = this.affine(x2, a.narrow(1, 0, this.splitLen2), a.narrow(1, this.splitLen2, this.splitLen2), rev)
+    const [y2, j] = this.affineFromSubnet(x2, a, this.splitLen2, rev)
     return [[cat([x1, y2], 1)], j]
   }
 }

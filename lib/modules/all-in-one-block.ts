@@ -129,7 +129,6 @@ export class AllInOneBlock extends InvertibleModule {
 
   private readonly channels: number
   private readonly splits: [number, number]
-  private readonly sumDims: number[]
   private readonly nPix: number
   private readonly clamp: number
   private readonly gin: boolean
@@ -172,7 +171,6 @@ export class AllInOneBlock extends InvertibleModule {
 
     this.channels = channels
     this.splits = [channels - Math.floor(channels / 2), Math.floor(channels / 2)]
-    this.sumDims = dims.map((_, i) => i + 1)
     this.nPix = dims.slice(1).reduce((a, b) => a * b, 1)
     this.clamp = clamp
     this.gin = gin
@@ -309,11 +307,10 @@ export class AllInOneBlock extends InvertibleModule {
     const expected = [h.shape[0], 2 * this.splits[1], ...h.shape.slice(2)]
     if (!isTensor(out) || !sameDims(out.shape, expected))
       throw new InnflowError('ERR_SHAPE', `AllInOneBlock: the subnet must return a tensor of shape (${expected.join(', ')}), got ${isTensor(out) ? `(${out.shape.join(', ')})` : typeof out}`)
-    const [aS, t] = out.mul(0.1).split([this.splits[1], this.splits[1]], 1)
-    let s = aS.div(this.clamp).tanh().mul(this.clamp)
-    if (this.gin) s = s.sub(s.mean(this.sumDims, true))
-    const y2 = rev ? x2.sub(t).mul(s.neg().exp()) : x2.mul(s.exp()).add(t)
-    let logDet = s.sum(this.sumDims)
+    // a = 0.1·out = [a_s | t], s = α·tanh(a_s/α) (GIN: centred), y2 = x2·e^s + t or (x2 − t)·e^{−s}, ±Σ s: one
+    // fused op (the same operations as the op chain out.mul(0.1), split, div, tanh, mul, mean, sub, exp, ...)
+    const [y2, coupledLogDet] = ops.affineCoupling(out, x2, { preScale: 0.1, clampKind: 'TANH_DIV', clamp: this.clamp, gin: this.gin, rev })
+    let logDet = rev ? coupledLogDet.neg() : coupledLogDet
     let z = ops.cat([x1, y2], 1)
 
     if (!rev) z = this.affineAndPermute(z, psi, false, w)

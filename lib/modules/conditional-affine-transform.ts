@@ -40,7 +40,7 @@ export class ConditionalAffineTransform extends CouplingBlockBase {
     const cs = this.checkCall(x, c)
     const cond = cs.length === 1 ? cs[0] : this.withConditions(cs[0], cs.slice(1))
     const a = this.runSubnet(this.subnet, cond, 2 * this.channels, 'subnet')
-    const [y, j] = this.affine(x[0], a.narrow(1, 0, this.channels), a.narrow(1, this.channels, this.channels), rev)
+    const [y, j] = this.affineFromSubnet(x[0], a, this.channels, rev)
     return [[y], j]
   }
 }

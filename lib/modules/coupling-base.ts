@@ -20,6 +20,7 @@
  */
 import { argumentError, InnflowError } from '../errors'
 import { Module } from '../nn/module'
+import { affineCoupling } from '../ops/coupling'
 import { cat } from '../ops/shape'
 import { Tensor, zeros } from '../tensor'
 import { checkOptionKeys, Dims, dimsString, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims, SubnetConstructor } from './base'
@@ -116,6 +117,8 @@ export abstract class CouplingBlockBase extends InvertibleModule {
   readonly conditionLength: number
   /** s = clamp · f(raw). */
   protected readonly softClamp: (raw: Tensor) => Tensor
+  /** The named soft clamp ('ATAN', 'TANH', 'SIGMOID'), which the fused coupling op computes; null for a user function. */
+  protected readonly clampKind: 'ATAN' | 'TANH' | 'SIGMOID' | null
 
   /**
    * @param allowedKeys the option names the concrete block accepts (others are refused, as FrEIA refuses
@@ -153,7 +156,9 @@ export abstract class CouplingBlockBase extends InvertibleModule {
     const clamp = o.clamp === undefined ? 2.0 : o.clamp
     if (typeof clamp !== 'number' || !Number.isFinite(clamp)) throw argumentError(fn, 'clamp', 'a finite number', clamp)
     this.clamp = clamp
-    this.softClamp = clampFunction(fn, clamp, o.clampActivation === undefined ? 'ATAN' : o.clampActivation)
+    const activation = o.clampActivation === undefined ? 'ATAN' : o.clampActivation
+    this.softClamp = clampFunction(fn, clamp, activation)
+    this.clampKind = activation === 'ATAN' || activation === 'TANH' || activation === 'SIGMOID' ? activation : null
 
     const rest = shape.slice(1)
     this.dimsC.forEach((d) => {
@@ -213,6 +218,16 @@ export abstract class CouplingBlockBase extends InvertibleModule {
     const s = this.softClamp(sRaw)
     const j = this.sumNonBatch(s)
     return rev ? [x.sub(t).mul(s.neg().exp()), j.neg()] : [s.exp().mul(x).add(t), j]
+  }
+
+  /**
+   * {@link affine} with the raw log-scales and shifts in one subnet output a = [s_raw | t] (2·len channels for
+   * the len channels of x): the fused native op for the named soft clamps (the same operations, one op per
+   * direction), the op chain for a user function.
+   */
+  protected affineFromSubnet(x: Tensor, a: Tensor, len: number, rev: boolean): [Tensor, Tensor] {
+    if (this.clampKind !== null) return affineCoupling(a, x, { clampKind: this.clampKind, clamp: this.clamp, rev })
+    return this.affine(x, a.narrow(1, 0, len), a.narrow(1, len, len), rev)
   }
 
   /** A (batch,) tensor of zeros in x's dtype and device (the log-det of an identity). */

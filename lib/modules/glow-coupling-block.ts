@@ -35,19 +35,13 @@ export class GLOWCouplingBlock extends TwoSidedCouplingBlock {
     this.subnet2 = this.makeSubnet('subnet2', opts.subnetConstructor, this.splitLen2 + this.conditionLength, 2 * this.splitLen1)
   }
 
-  /** The clamped log-scale and the shift of one half from the subnet output a = [s_raw | t]. */
-  protected scaleAndShift(net: Module, u: Tensor, len: number, name: string): [Tensor, Tensor] {
-    const a = this.runSubnet(net, u, 2 * len, name)
-    return [a.narrow(1, 0, len), a.narrow(1, len, len)]
-  }
-
   protected coupling1(x1: Tensor, u2: Tensor, rev: boolean): [Tensor, LogDet] {
-    const [s, t] = this.scaleAndShift(this.subnet2, u2, this.splitLen1, 'subnet2')
-    return this.affine(x1, s, t, rev)
+    const a = this.runSubnet(this.subnet2, u2, 2 * this.splitLen1, 'subnet2')
+    return this.affineFromSubnet(x1, a, this.splitLen1, rev)
   }
 
   protected coupling2(x2: Tensor, u1: Tensor, rev: boolean): [Tensor, LogDet] {
-    const [s, t] = this.scaleAndShift(this.subnet1, u1, this.splitLen2, 'subnet1')
-    return this.affine(x2, s, t, rev)
+    const a = this.runSubnet(this.subnet1, u1, 2 * this.splitLen2, 'subnet1')
+    return this.affineFromSubnet(x2, a, this.splitLen2, rev)
   }
 }

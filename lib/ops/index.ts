@@ -8,3 +8,4 @@ export * from './conv'
 /** Small dense linear algebra (LU, slogdet, inverse, triangular solve, QR). */
 export * as linalg from './linalg'
 export * from './lu-conv'
+export * from './coupling'

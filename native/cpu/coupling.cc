@@ -1,0 +1,421 @@
+// The fused affine coupling of the coupling blocks and AllInOneBlock, forward and backward side by side.
+//
+// affineCoupling(a: [B, 2·C2, *S], x2: [B, C2, *S], kind, preScale, clamp, gin, rev, save)
+//     -> [y2: [B, C2, *S], logDet: [B], E: [B, C2, *S] | null, D: [B, C2, *S] | null]
+// affineCouplingBackward(gy2 | null, gLogDet: [B] | null, a, x2, E, D, kind, preScale, gin, rev, needX2)
+//     -> [ga: [B, 2·C2, *S], gx2 | null]
+//
+// Per sample (a row of n = C2·|S| values; a's row holds a_s then a_t, each n long):
+//   u  = preScale·a_s,   t = preScale·a_t
+//   s₀ = clamp·tanh(u/clamp)        kind TANH_DIV (AllInOneBlock's soft clamp)
+//      | (0.636·clamp)·atan(u)      kind ATAN     (the coupling blocks' default; u is not divided by clamp)
+//      | clamp·tanh(u)              kind TANH
+//      | (σ(u) − ½)·(2·clamp)       kind SIGMOID
+//      | u                          kind NONE
+//   s  = s₀ − mean_row(s₀) with gin, else s₀
+//   forward  y2 = x2·e^s + t,          logDet = Σ_row s
+//   rev      y2 = (x2 − t)·e^{−s},     logDet = −Σ_row s
+// Every step is the operation (and the rounding) of the op chain the modules used before (out.mul(0.1), split,
+// div, tanh, mul, mean, sub, exp, mul, add, sum), so float64 results agree with it bit for bit, float32 ones up to
+// the order of the double row sums. With save, E = e^{±s} and D = ∂s₀/∂a_s are kept for the backward:
+//   forward  gx2 = gy2·E,  gs = gy2·x2·E + gLogDet,        ga_t = preScale·gy2
+//   rev      gx2 = gy2·E,  gs = −gy2·(x2 − t)·E − gLogDet,  ga_t = −preScale·gy2·E
+//   gin      gs ← gs − mean_row(gs);   ga_s = gs·D
+// An absent gy2 counts as zeros. Row sums accumulate in double (float32 too, as the reduce family does).
+//
+// The loops over a row are branch-free (fastExp/fastTanh for float32) so that GCC vectorises them; each row is
+// finished while it is in L1 (the sums read back a small row buffer). Rows are split over the thread pool with
+// the elementwise family's grain. CUDA tensors run cuda/coupling.cu (same formulas; CUDA's expf/tanhf there).
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../../cuda/coupling.h"
+#include "../common.h"
+#include "../cuda.h"
+#include "../ops.h"
+#include "../parallel.h"
+#include "fast_math.h"
+
+namespace innflow {
+namespace {
+
+enum ClampKind : int { K_TANH_DIV, K_ATAN, K_TANH, K_SIGMOID, K_NONE, K_COUNT };
+const char* kClampNames[K_COUNT] = {"TANH_DIV", "ATAN", "TANH", "SIGMOID", "NONE"};
+static_assert(int(K_TANH_DIV) == int(INNFLOW_CLAMP_TANH_DIV) && int(K_ATAN) == int(INNFLOW_CLAMP_ATAN) &&
+                  int(K_TANH) == int(INNFLOW_CLAMP_TANH) && int(K_SIGMOID) == int(INNFLOW_CLAMP_SIGMOID) &&
+                  int(K_NONE) == int(INNFLOW_CLAMP_NONE) && int(K_COUNT) == int(INNFLOW_CLAMP_COUNT),
+              "clamp codes differ from cuda/coupling.h");
+
+// FrEIA's constant of the 'ATAN' soft clamp (lib/modules/coupling-base.ts ATAN_FACTOR).
+constexpr double kAtanFactor = 0.636;
+
+const InnflowCudaCoupling& gpu() { return cudaTable<InnflowCudaCoupling>("innflow_cuda_coupling"); }
+
+// Same grain as elementwise.cc: below ~256k elements a call stays on the calling thread.
+constexpr int64_t kGrain = 262144;
+
+// The constants of a call in the dtype, as the op chain converted them (each a 0-d tensor of the dtype there).
+template <class T>
+struct Consts {
+  T ps;      // preScale
+  T clamp;   // clamp (TANH_DIV divides and multiplies by it, TANH multiplies)
+  T k;       // ATAN: clamp·0.636, SIGMOID: 2·clamp (computed in double, as JavaScript did)
+  T dScale;  // the factor of D that does not depend on u: preScale, preScale·clamp, preScale·k
+};
+
+template <class T>
+Consts<T> makeConsts(int kind, double preScale, double clamp) {
+  Consts<T> c;
+  c.ps = T(preScale);
+  c.clamp = T(clamp);
+  const double k = kind == K_ATAN ? clamp * kAtanFactor : kind == K_SIGMOID ? 2 * clamp : clamp;
+  c.k = T(k);
+  c.dScale = kind == K_TANH_DIV || kind == K_NONE ? T(preScale) : T(preScale * k);
+  return c;
+}
+
+// s₀ and ∂s₀/∂a for one raw log-scale a.
+template <class T, int K>
+__attribute__((always_inline)) inline void softClamp(T a, const Consts<T>& c, T& s0, T& d) {
+  const T u = a * c.ps;
+  if (K == K_TANH_DIV) {
+    const T th = tanhOf(u / c.clamp);
+    s0 = th * c.clamp;
+    d = c.dScale * (T(1) - th * th);
+  } else if (K == K_ATAN) {
+    s0 = std::atan(u) * c.k;
+    d = c.dScale / (T(1) + u * u);
+  } else if (K == K_TANH) {
+    const T th = tanhOf(u);
+    s0 = th * c.clamp;
+    d = c.dScale * (T(1) - th * th);
+  } else if (K == K_SIGMOID) {
+    const T sg = sigmoidOf(u);
+    s0 = (sg - T(0.5)) * c.k;
+    d = c.dScale * (sg * (T(1) - sg));
+  } else {
+    s0 = u;
+    d = c.dScale;
+  }
+}
+
+// Σ v[0..n) in double. float64: one accumulator in order (the reduce family's order, so logDet matches the op
+// chain bit for bit); float32: 8 interleaved accumulators, which GCC vectorises (the float32 result is rounded
+// from a double sum either way).
+template <class T>
+inline double rowSum(const T* __restrict v, int64_t n) {
+  if (std::is_same<T, double>::value) {
+    double acc = 0;
+    for (int64_t j = 0; j < n; j++) acc += double(v[j]);
+    return acc;
+  }
+  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; l++) lanes[l] += double(v[j + l]);
+  double acc = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+  for (; j < n; j++) acc += double(v[j]);
+  return acc;
+}
+
+template <class F>
+void withKind(int kind, F&& f) {
+  switch (kind) {
+    case K_TANH_DIV: f(std::integral_constant<int, K_TANH_DIV>()); return;
+    case K_ATAN: f(std::integral_constant<int, K_ATAN>()); return;
+    case K_TANH: f(std::integral_constant<int, K_TANH>()); return;
+    case K_SIGMOID: f(std::integral_constant<int, K_SIGMOID>()); return;
+    default: f(std::integral_constant<int, K_NONE>()); return;
+  }
+}
+
+template <class F>
+void withBool(bool v, F&& f) {
+  if (v) f(std::true_type());
+  else f(std::false_type());
+}
+
+// ------------------------------------------------------------------------------------------------ forward
+// The row loops live in functions of their own whose pointers are __restrict parameters: with restrict-qualified
+// locals GCC still had to prove that the seven row pointers do not overlap, gave up past its limit of alias
+// checks and left the loops scalar (7 ns per value instead of under 1).
+
+// One row: s (gin: s₀) into buf, y2 unless gin, E and D when saving. Returns nothing; the caller sums buf.
+template <class T, int K, bool REV, bool SAVE, bool GIN>
+__attribute__((noinline)) void forwardPass1(const T* __restrict ar, const T* __restrict tr, const T* __restrict xr,
+                                            T* __restrict yr, T* __restrict buf, T* __restrict Er, T* __restrict Dr,
+                                            int64_t n, const Consts<T> c) {
+  for (int64_t j = 0; j < n; j++) {
+    T s, d;
+    softClamp<T, K>(ar[j], c, s, d);
+    buf[j] = s;
+    if (SAVE) Dr[j] = d;
+    if (!GIN) {
+      const T t = tr[j] * c.ps;
+      const T e = expOf(REV ? -s : s);
+      yr[j] = REV ? (xr[j] - t) * e : xr[j] * e + t;
+      if (SAVE) Er[j] = e;
+    }
+  }
+}
+
+// GIN's second pass over a row: s = s₀ − mean (back into buf), y2, E.
+template <class T, bool REV, bool SAVE>
+__attribute__((noinline)) void forwardPass2(const T* __restrict tr, const T* __restrict xr, T* __restrict yr,
+                                            T* __restrict buf, T* __restrict Er, int64_t n, const T mean, const T ps) {
+  for (int64_t j = 0; j < n; j++) {
+    const T s = buf[j] - mean;
+    buf[j] = s;
+    const T t = tr[j] * ps;
+    const T e = expOf(REV ? -s : s);
+    yr[j] = REV ? (xr[j] - t) * e : xr[j] * e + t;
+    if (SAVE) Er[j] = e;
+  }
+}
+
+template <class T, int K, bool REV, bool SAVE>
+void forwardRows(const T* as, const T* xs, T* ys, T* lds, T* Es, T* Ds, int64_t rows, int64_t n, const Consts<T> c,
+                 bool gin) {
+  parallelFor(rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)), [&](int64_t rb, int64_t re) {
+    std::vector<T> buffer(static_cast<size_t>(n));
+    T* buf = buffer.data();
+    for (int64_t r = rb; r < re; r++) {
+      const T* ar = as + r * 2 * n;
+      const T* xr = xs + r * n;
+      T* yr = ys + r * n;
+      T* Er = SAVE ? Es + r * n : nullptr;
+      T* Dr = SAVE ? Ds + r * n : nullptr;
+      if (gin) {
+        // s₀ first, centred once its row mean is known
+        forwardPass1<T, K, REV, SAVE, true>(ar, ar + n, xr, yr, buf, Er, Dr, n, c);
+        const T mean = T(rowSum(buf, n) * (1.0 / double(n)));
+        forwardPass2<T, REV, SAVE>(ar + n, xr, yr, buf, Er, n, mean, c.ps);
+      } else {
+        forwardPass1<T, K, REV, SAVE, false>(ar, ar + n, xr, yr, buf, Er, Dr, n, c);
+      }
+      const T sum = T(rowSum(buf, n));
+      lds[r] = REV ? -sum : sum;
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------------ backward
+
+// One row with gy2: gs (times D unless GIN, where it goes to buf to be centred), ga_t, gx2 if wanted.
+template <class T, bool REV, bool GIN, bool GX>
+__attribute__((noinline)) void backwardPass(const T* __restrict gyr, const T* __restrict tr, const T* __restrict xr,
+                                            const T* __restrict Er, const T* __restrict Dr, T* __restrict dst,
+                                            T* __restrict gtr, T* __restrict gxr, int64_t n, const T gl, const T p) {
+  for (int64_t j = 0; j < n; j++) {
+    const T g = gyr[j], e = Er[j];
+    const T ge = g * e;
+    const T gs = REV ? -(ge * (xr[j] - tr[j] * p)) - gl : ge * xr[j] + gl;
+    dst[j] = GIN ? gs : gs * Dr[j];
+    gtr[j] = REV ? -(ge * p) : g * p;
+    if (GX) gxr[j] = ge;
+  }
+}
+
+// ga_s = (buf − mean)·D.
+template <class T>
+__attribute__((noinline)) void centredTimes(const T* __restrict buf, const T* __restrict Dr, T* __restrict gsr,
+                                            int64_t n, const T mean) {
+  for (int64_t j = 0; j < n; j++) gsr[j] = (buf[j] - mean) * Dr[j];
+}
+
+template <class T, bool REV, bool GY>
+void backwardRows(const T* gys, const T* gls, const T* as, const T* xs, const T* Es, const T* Ds, T* gas, T* gxs,
+                  int64_t rows, int64_t n, T ps, bool gin) {
+  parallelFor(rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)), [&](int64_t rb, int64_t re) {
+    std::vector<T> buffer(gin ? static_cast<size_t>(n) : 0);
+    T* buf = buffer.data();
+    for (int64_t r = rb; r < re; r++) {
+      const T gl = gls ? gls[r] : T(0);
+      const T* tr = as + r * 2 * n + n;
+      const T* Dr = Ds + r * n;
+      T* gsr = gas + r * 2 * n;  // ga_s
+      T* gtr = gsr + n;          // ga_t
+      T* dst = gin ? buf : gsr;  // gs, centred first with gin
+      if (GY) {
+        const T* gyr = gys + r * n;
+        const T* xr = xs + r * n;
+        const T* Er = Es + r * n;
+        T* gxr = gxs ? gxs + r * n : nullptr;
+        if (gin) {
+          if (gxr) backwardPass<T, REV, true, true>(gyr, tr, xr, Er, Dr, dst, gtr, gxr, n, gl, ps);
+          else backwardPass<T, REV, true, false>(gyr, tr, xr, Er, Dr, dst, gtr, gxr, n, gl, ps);
+        } else {
+          if (gxr) backwardPass<T, REV, false, true>(gyr, tr, xr, Er, Dr, dst, gtr, gxr, n, gl, ps);
+          else backwardPass<T, REV, false, false>(gyr, tr, xr, Er, Dr, dst, gtr, gxr, n, gl, ps);
+        }
+      } else {
+        // only the log-det has a gradient: gs = ±gLogDet everywhere (zero once centred), no shift gradient
+        const T gs = REV ? -gl : gl;
+        if (gin) std::fill_n(gsr, n, T(0) * gs);
+        else
+          for (int64_t j = 0; j < n; j++) gsr[j] = gs * Dr[j];
+        std::fill_n(gtr, n, T(0));
+        continue;
+      }
+      if (gin) centredTimes<T>(buf, Dr, gsr, n, T(rowSum(buf, n) * (1.0 / double(n))));
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------------ entry points
+
+int clampKindArg(const Napi::CallbackInfo& info, size_t i) {
+  const int64_t kind = intArg(info, i, "clampKind");
+  if (kind < 0 || kind >= K_COUNT) fail("ERR_ARGUMENT", "affineCoupling: unknown clamp kind " + std::to_string(kind));
+  return int(kind);
+}
+
+// n (values per row of x2) after checking a: (B, 2·C2, *S) against x2: (B, C2, *S).
+int64_t checkShapes(const Tensor& a, const Tensor& x2, const char* op) {
+  bool ok = a.dim() >= 2 && x2.dim() == a.dim() && a.shape[0] == x2.shape[0] && a.shape[1] == 2 * x2.shape[1];
+  for (int64_t d = 2; ok && d < a.dim(); d++) ok = a.shape[d] == x2.shape[d];
+  if (!ok)
+    fail("ERR_SHAPE", std::string(op) + ": a must have shape (B, 2·C2, ...) for x2 of shape (B, C2, ...), got a " +
+                          shapeString(a.shape) + " and x2 " + shapeString(x2.shape));
+  requireSameDtype(a, x2, op);
+  requireSameDevice(a, x2, op);
+  return x2.shape[0] == 0 ? 0 : x2.numel() / x2.shape[0];
+}
+
+void requireShape(const Tensor& t, const Shape& shape, const char* op, const char* name) {
+  if (t.shape != shape)
+    fail("ERR_SHAPE", std::string(op) + ": " + name + " must have shape " + shapeString(shape) + ", got " + shapeString(t.shape));
+}
+
+Napi::Value AffineCoupling(const Napi::CallbackInfo& info) {
+  const char* op = "affineCoupling";
+  const Tensor& a = tensorArg(info, 0, "a");
+  const Tensor& x2 = tensorArg(info, 1, "x2");
+  const int kind = clampKindArg(info, 2);
+  const double preScale = numberArg(info, 3, "preScale");
+  const double clamp = numberArg(info, 4, "clamp");
+  const bool gin = boolArg(info, 5, "gin");
+  const bool rev = boolArg(info, 6, "rev");
+  const bool save = boolArg(info, 7, "save");
+  const int64_t n = checkShapes(a, x2, op);
+  const int64_t rows = x2.shape[0];
+  Tensor y2 = emptyLike(x2.shape, x2.dtype, x2);
+  Tensor logDet = emptyLike({rows}, x2.dtype, x2);
+  Tensor E, D;
+  if (save) {
+    E = emptyLike(x2.shape, x2.dtype, x2);
+    D = emptyLike(x2.shape, x2.dtype, x2);
+  }
+  if (rows > 0 && n == 0) {  // empty rows: y2 is empty, Σ s = 0 (and a mean of nothing is not taken)
+    if (x2.onCuda()) cudaFill(x2.dtype, logDet.raw(), rows, 0.0);
+    else INNFLOW_DISPATCH(x2.dtype, T, { std::fill_n(logDet.data<T>(), rows, T(0)); });
+  } else if (rows > 0 && x2.onCuda()) {
+    cudaCheck(gpu().forward(kind, cudaDtype(x2.dtype), a.raw(), x2.raw(), y2.raw(), logDet.raw(),
+                            save ? E.raw() : nullptr, save ? D.raw() : nullptr, rows, n, preScale, clamp, gin ? 1 : 0,
+                            rev ? 1 : 0),
+              op);
+  } else if (rows > 0) {
+    INNFLOW_DISPATCH(x2.dtype, T, {
+      const Consts<T> c = makeConsts<T>(kind, preScale, clamp);
+      withKind(kind, [&](auto kc) {
+        constexpr int K = decltype(kc)::value;
+        withBool(rev, [&](auto rc) {
+          constexpr bool REV = decltype(rc)::value;
+          withBool(save, [&](auto sc) {
+            constexpr bool SAVE = decltype(sc)::value;
+            forwardRows<T, K, REV, SAVE>(a.data<T>(), x2.data<T>(), y2.data<T>(), logDet.data<T>(),
+                                         SAVE ? E.data<T>() : nullptr, SAVE ? D.data<T>() : nullptr, rows, n, c, gin);
+          });
+        });
+      });
+    });
+  }
+  Napi::Env env = info.Env();
+  Napi::Array result = Napi::Array::New(env, 4);
+  result.Set(0u, wrap(env, std::move(y2)));
+  result.Set(1u, wrap(env, std::move(logDet)));
+  result.Set(2u, save ? wrap(env, std::move(E)) : env.Null());
+  result.Set(3u, save ? wrap(env, std::move(D)) : env.Null());
+  return result;
+}
+
+Napi::Value AffineCouplingBackward(const Napi::CallbackInfo& info) {
+  const char* op = "affineCoupling backward";
+  const bool hasGy = info.Length() > 0 && isTensor(info[0]);
+  const bool hasGl = info.Length() > 1 && isTensor(info[1]);
+  const Tensor& a = tensorArg(info, 2, "a");
+  const Tensor& x2 = tensorArg(info, 3, "x2");
+  const Tensor& E = tensorArg(info, 4, "E");
+  const Tensor& D = tensorArg(info, 5, "D");
+  const int kind = clampKindArg(info, 6);
+  const double preScale = numberArg(info, 7, "preScale");
+  const bool gin = boolArg(info, 8, "gin");
+  const bool rev = boolArg(info, 9, "rev");
+  const bool needX2 = boolArg(info, 10, "needX2");
+  (void)kind;  // D already holds the clamp's derivative
+  const int64_t n = checkShapes(a, x2, op);
+  const int64_t rows = x2.shape[0];
+  requireShape(E, x2.shape, op, "E");
+  requireShape(D, x2.shape, op, "D");
+  for (const Tensor* t : {&E, &D}) {
+    requireSameDtype(*t, x2, op);
+    requireSameDevice(*t, x2, op);
+  }
+  Tensor gy, gl;
+  if (hasGy) {
+    gy = tensorArg(info, 0, "gy2");
+    requireShape(gy, x2.shape, op, "gy2");
+    requireSameDtype(gy, x2, op);
+    requireSameDevice(gy, x2, op);
+  }
+  if (hasGl) {
+    gl = tensorArg(info, 1, "gLogDet");
+    requireShape(gl, {rows}, op, "gLogDet");
+    requireSameDtype(gl, x2, op);
+    requireSameDevice(gl, x2, op);
+  }
+  const bool wantGx = needX2 && hasGy;  // without gy2, gx2 is zero: null
+  Tensor ga = emptyLike(a.shape, a.dtype, a);
+  Tensor gx;
+  if (wantGx) gx = emptyLike(x2.shape, x2.dtype, x2);
+  if (rows > 0 && n > 0) {
+    if (x2.onCuda()) {
+      cudaCheck(gpu().backward(kind, cudaDtype(x2.dtype), hasGy ? gy.raw() : nullptr, hasGl ? gl.raw() : nullptr,
+                               a.raw(), x2.raw(), E.raw(), D.raw(), ga.raw(), wantGx ? gx.raw() : nullptr, rows, n,
+                               preScale, gin ? 1 : 0, rev ? 1 : 0),
+                op);
+    } else {
+      INNFLOW_DISPATCH(x2.dtype, T, {
+        withBool(rev, [&](auto rc) {
+          constexpr bool REV = decltype(rc)::value;
+          withBool(hasGy, [&](auto gc) {
+            constexpr bool GY = decltype(gc)::value;
+            backwardRows<T, REV, GY>(GY ? gy.data<T>() : nullptr, hasGl ? gl.data<T>() : nullptr, a.data<T>(),
+                                     x2.data<T>(), E.data<T>(), D.data<T>(), ga.data<T>(),
+                                     wantGx ? gx.data<T>() : nullptr, rows, n, T(preScale), gin);
+          });
+        });
+      });
+    }
+  }
+  Napi::Env env = info.Env();
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(0u, wrap(env, std::move(ga)));
+  result.Set(1u, wantGx ? wrap(env, std::move(gx)) : env.Null());
+  return result;
+}
+
+}  // namespace
+
+void registerCoupling(Napi::Env env, Napi::Object exports) {
+  Napi::Object kinds = Napi::Object::New(env);
+  for (int i = 0; i < K_COUNT; i++) kinds.Set(kClampNames[i], Napi::Number::New(env, i));
+  exports.Set("couplingClampKinds", kinds);
+  defineFunction(env, exports, "affineCoupling", AffineCoupling);
+  defineFunction(env, exports, "affineCouplingBackward", AffineCouplingBackward);
+}
+
+}  // namespace innflow

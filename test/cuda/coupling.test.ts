@@ -1,0 +1,49 @@
+/**
+ * The fused affine coupling on the GPU (cuda/coupling.cu) against the CPU (native/cpu/coupling.cc): every clamp
+ * kind × gin × rev, float32 and float64, forward and backward (both outputs, and each alone), rows shorter and
+ * longer than a thread block, a size that does not divide it, and mixed devices. Skipped where no GPU is usable.
+ */
+import { ops, tensor, Tensor, tidy } from '../../lib'
+import type { CouplingClampKind } from '../../lib/ops/coupling'
+import { expectCode } from '../helpers'
+import { compareWithCpu, describeCuda } from './compare'
+
+const KINDS: CouplingClampKind[] = ['TANH_DIV', 'ATAN', 'TANH', 'SIGMOID', 'NONE']
+type DT = 'float32' | 'float64'
+const dtypes: [DT, number][] = [
+  ['float32', 1e-5],
+  ['float64', 1e-12],
+]
+// x2 shapes: one value per row, a row shorter than a block, a row longer than 256 that does not divide it
+const shapes = [[5, 1], [3, 4, 3, 2], [2, 3, 11, 13]]
+
+describeCuda('affineCoupling (CUDA vs CPU)', () => {
+  for (const [dtype, tol] of dtypes)
+    for (const kind of KINDS)
+      for (const gin of [false, true])
+        for (const rev of [false, true])
+          test(`${dtype} ${kind} gin=${gin} rev=${rev}`, () => {
+            for (const shape of shapes) {
+              const aShape = [shape[0], 2 * shape[1], ...shape.slice(2)]
+              const opts = { preScale: 0.5, clampKind: kind, clamp: 1.5, gin, rev }
+              // GIN's log-det is a sum that cancels to ~0: offset it so that a relative comparison means something
+              compareWithCpu(
+                [{ shape: aShape, lo: -3, hi: 3 }, { shape }],
+                (a, x2) => {
+                  const [y, l] = ops.affineCoupling(a, x2, opts)
+                  return [y, gin ? l.add(1) : l]
+                },
+                { dtype, tol },
+              )
+              compareWithCpu([{ shape: aShape, lo: -3, hi: 3 }, { shape }], (a, x2) => ops.affineCoupling(a, x2, opts)[0], { dtype, tol })
+              if (!gin) compareWithCpu([{ shape: aShape, lo: -3, hi: 3 }, { shape, grad: false }], (a, x2) => ops.affineCoupling(a, x2, opts)[1], { dtype, tol })
+            }
+          })
+
+  test('mixed devices → ERR_DEVICE', () =>
+    tidy(() => {
+      const a = tensor([1, 2, 3, 4], [2, 2], { device: 'cuda' })
+      const x2 = tensor([1, 2], [2, 1])
+      expectCode(() => ops.affineCoupling(a, x2 as Tensor), 'ERR_DEVICE')
+    }))
+})

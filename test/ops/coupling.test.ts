@@ -1,0 +1,240 @@
+/**
+ * affineCoupling (native/cpu/coupling.cc): the fused soft clamp + affine coupling + log-det against the op chain
+ * the modules used before (float64, every clamp kind × gin × rev), float32 against float64, finite-difference
+ * gradients in float64 (both outputs, each alone), spatial shapes and vectors, and errors.
+ */
+import { noGrad, ops, tensor, Tensor, tidy } from '../../lib'
+import { grad } from '../../lib/autograd/tape'
+import type { CouplingClampKind } from '../../lib/ops/coupling'
+import { expectClose, expectCode, gradCheck, randomValues, relErr } from '../helpers'
+
+const KINDS: CouplingClampKind[] = ['TANH_DIV', 'ATAN', 'TANH', 'SIGMOID', 'NONE']
+
+/** The unfused chain of elementwise ops (AllInOneBlock's and the coupling blocks' formulas before fusion). */
+function chain(a: Tensor, x2: Tensor, kind: CouplingClampKind, preScale: number, clamp: number, gin: boolean, rev: boolean): [Tensor, Tensor] {
+  const c2 = x2.shape[1]
+  const dims = x2.shape.slice(1).map((_, i) => i + 1)
+  const [aS, t] = a.mul(preScale).split([c2, c2], 1)
+  let s =
+    kind === 'TANH_DIV' ? aS.div(clamp).tanh().mul(clamp)
+    : kind === 'ATAN' ? aS.atan().mul(clamp * 0.636)
+    : kind === 'TANH' ? aS.tanh().mul(clamp)
+    : kind === 'SIGMOID' ? aS.sigmoid().sub(0.5).mul(2 * clamp)
+    : aS
+  if (gin) s = s.sub(s.mean(dims, true))
+  const y2 = rev ? x2.sub(t).mul(s.neg().exp()) : x2.mul(s.exp()).add(t)
+  const ld = s.sum(dims)
+  return [y2, rev ? ld.neg() : ld]
+}
+
+function make(shape: number[], seed: number, dtype: 'float32' | 'float64', lo = -3, hi = 3): Tensor {
+  return tensor(randomValues(shape.reduce((p, q) => p * q, 1), seed, lo, hi), shape, { dtype })
+}
+
+/** ‖a − b‖ relative to Σ|s| scale: GIN log-dets are sums that cancel to ~0, so compare against the row size. */
+function absErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
+  return m
+}
+
+describe('affineCoupling: against the op chain (float64)', () => {
+  for (const kind of KINDS)
+    for (const gin of [false, true])
+      for (const rev of [false, true])
+        test(`${kind} gin=${gin} rev=${rev}`, () =>
+          tidy(() => {
+            for (const [shape, seed] of [[[3, 4, 5, 2], 1], [[5, 7], 2]] as [number[], number][]) {
+              const a = make([shape[0], 2 * shape[1], ...shape.slice(2)], seed, 'float64')
+              const x2 = make(shape, seed + 10, 'float64', -1, 1)
+              const opts = { preScale: 0.7, clampKind: kind, clamp: 1.6, gin, rev }
+              const [y, l] = ops.affineCoupling(a, x2, opts)
+              const [yr, lr] = chain(a, x2, kind, 0.7, 1.6, gin, rev)
+              expect(y.shape).toEqual(shape)
+              expect(l.shape).toEqual([shape[0]])
+              expect(relErr(y.toArray(), yr.toArray())).toBeLessThanOrEqual(1e-14)
+              if (gin) expect(absErr(l.toArray(), lr.toArray())).toBeLessThanOrEqual(1e-14 * x2.size)
+              else expect(relErr(l.toArray(), lr.toArray())).toBeLessThanOrEqual(1e-14)
+            }
+          }))
+
+  test('the default options: ATAN, clamp 2, preScale 1, forward', () =>
+    tidy(() => {
+      const a = make([4, 6], 3, 'float64')
+      const x2 = make([4, 3], 4, 'float64')
+      const [y, l] = ops.affineCoupling(a, x2)
+      const [yr, lr] = chain(a, x2, 'ATAN', 1, 2, false, false)
+      expectClose(y, yr.toArray(), 1e-15)
+      expectClose(l, lr.toArray(), 1e-15)
+    }))
+
+  test('rev undoes forward, and the log-dets are opposite', () =>
+    tidy(() => {
+      const a = make([3, 8, 2, 2], 5, 'float64')
+      const x2 = make([3, 4, 2, 2], 6, 'float64')
+      for (const kind of KINDS)
+        for (const gin of [false, true]) {
+          const [y, l] = ops.affineCoupling(a, x2, { clampKind: kind, gin, preScale: 0.1 })
+          const [x, lInv] = ops.affineCoupling(a, y, { clampKind: kind, gin, preScale: 0.1, rev: true })
+          expectClose(x, x2.toArray(), 1e-14)
+          expect(absErr(lInv.toArray(), l.neg().toArray())).toBe(0)
+        }
+    }))
+})
+
+describe('affineCoupling: float32', () => {
+  for (const kind of KINDS)
+    for (const gin of [false, true])
+      for (const rev of [false, true])
+        test(`${kind} gin=${gin} rev=${rev}: float32 agrees with float64`, () =>
+          tidy(() => {
+            const shape = [4, 3, 6, 5]
+            const a = make([4, 6, 6, 5], 7, 'float64')
+            const x2 = make(shape, 8, 'float64', -1, 1)
+            const opts = { preScale: 0.1, clampKind: kind, clamp: 2, gin, rev }
+            const [y64, l64] = ops.affineCoupling(a, x2, opts)
+            const [y32, l32] = ops.affineCoupling(a.to({ dtype: 'float32' }), x2.to({ dtype: 'float32' }), opts)
+            expect(y32.dtype).toBe('float32')
+            expect(relErr(y32.toArray(), y64.toArray())).toBeLessThanOrEqual(1e-5)
+            if (gin) expect(absErr(l32.toArray(), l64.toArray())).toBeLessThanOrEqual(1e-5 * x2.size)
+            else expect(relErr(l32.toArray(), l64.toArray())).toBeLessThanOrEqual(1e-5)
+            // and the float32 gradients agree with the float64 ones
+            const grads = (dtype: 'float32' | 'float64') =>
+              tidy(() => {
+                const aa = a.to({ dtype }).detach()
+                aa.requiresGrad = true
+                const xx = x2.to({ dtype }).detach()
+                xx.requiresGrad = true
+                const [y, l] = ops.affineCoupling(aa, xx, opts)
+                const w = make(shape, 9, dtype, -1, 1)
+                y.mul(w).sum().add(l.mul(make([4], 10, dtype, -1, 1)).sum()).backward()
+                return [Array.from((aa.grad as Tensor).toArray()), Array.from((xx.grad as Tensor).toArray())]
+              })
+            const [g64, g32] = [grads('float64'), grads('float32')]
+            expect(relErr(g32[0], g64[0])).toBeLessThanOrEqual(1e-5)
+            expect(relErr(g32[1], g64[1])).toBeLessThanOrEqual(1e-5)
+          }))
+
+  test('float32 matches the float32 op chain (the same fast exp and tanh)', () =>
+    tidy(() => {
+      const a = make([8, 40, 3], 11, 'float32')
+      const x2 = make([8, 20, 3], 12, 'float32', -1, 1)
+      for (const kind of KINDS) {
+        const [y, l] = ops.affineCoupling(a, x2, { clampKind: kind, preScale: 0.1 })
+        const [yr, lr] = chain(a, x2, kind, 0.1, 2, false, false)
+        expect(relErr(y.toArray(), yr.toArray())).toBeLessThanOrEqual(1e-6)
+        expect(relErr(l.toArray(), lr.toArray())).toBeLessThanOrEqual(1e-6)
+      }
+    }))
+})
+
+describe('affineCoupling: gradients (float64 finite differences)', () => {
+  const shapes: [string, number[]][] = [['vectors', [3, 4]], ['images', [2, 2, 3, 2]]]
+  for (const kind of KINDS)
+    for (const gin of [false, true])
+      for (const rev of [false, true])
+        for (const [what, shape] of shapes)
+          test(`${kind} gin=${gin} rev=${rev} ${what}`, () => {
+            const aShape = [shape[0], 2 * shape[1], ...shape.slice(2)]
+            const n = shape.reduce((p, q) => p * q, 1)
+            const opts = { preScale: 0.8, clampKind: kind, clamp: 1.5, gin, rev }
+            gradCheck(
+              (a, x2) => {
+                const [y, l] = ops.affineCoupling(a, x2, opts)
+                return ops.cat([y.reshape([n]), l], 0)
+              },
+              [
+                { values: randomValues(aShape.reduce((p, q) => p * q, 1), 21, -2, 2), shape: aShape },
+                { values: randomValues(n, 22, -1, 1), shape },
+              ],
+              1e-6,
+            )
+          })
+
+  for (const rev of [false, true])
+    for (const gin of [false, true])
+      test(`log-det only / y2 only (rev=${rev}, gin=${gin})`, () => {
+        const inputs = [
+          { values: randomValues(2 * 2 * 3 * 3, 31, -2, 2), shape: [2, 6, 3] },
+          { values: randomValues(2 * 3 * 3, 32, -1, 1), shape: [2, 3, 3] },
+        ]
+        const opts = { clampKind: 'TANH_DIV' as const, preScale: 0.5, clamp: 1.2, gin, rev }
+        // only the log-det reaches the loss: gy2 is absent in the backward (and x2 gets no gradient from it)
+        if (!gin) gradCheck((a, x2) => ops.affineCoupling(a, x2, opts)[1].add(x2.sum().mul(0)), inputs, 1e-6)
+        else
+          tidy(() => {
+            // GIN: Σ (s − mean s) is identically 0, so is its gradient
+            const a = tensor(inputs[0].values, inputs[0].shape, { dtype: 'float64', requiresGrad: true })
+            const x2 = tensor(inputs[1].values, inputs[1].shape, { dtype: 'float64', requiresGrad: true })
+            const [ga, gx] = grad(ops.affineCoupling(a, x2, opts)[1].sum(), [a, x2])
+            expect(gx).toBeNull()
+            expect(Math.max(...Array.from((ga as Tensor).toArray(), Math.abs))).toBeLessThanOrEqual(1e-15)
+          })
+        gradCheck((a, x2) => ops.affineCoupling(a, x2, opts)[0], inputs, 1e-6)
+      })
+
+  test('without gy2 the backward hands x2 no gradient and a_t a zero one', () =>
+    tidy(() => {
+      const a = make([2, 4], 41, 'float64')
+      a.requiresGrad = true
+      const x2 = make([2, 2], 42, 'float64')
+      x2.requiresGrad = true
+      const [, l] = ops.affineCoupling(a, x2, { clampKind: 'ATAN' })
+      const [ga, gx] = grad(l.sum(), [a, x2])
+      expect(gx).toBeNull()
+      const g = Array.from((ga as Tensor).toArray())
+      expect([g[2], g[3], g[6], g[7]]).toEqual([0, 0, 0, 0])
+    }))
+
+  test('no gradient is recorded under noGrad or for inputs that need none', () =>
+    tidy(() => {
+      const a = make([2, 4], 43, 'float64')
+      const x2 = make([2, 2], 44, 'float64')
+      const [y, l] = ops.affineCoupling(a, x2)
+      expect(y.requiresGrad).toBe(false)
+      expect(l.requiresGrad).toBe(false)
+      a.requiresGrad = true
+      const [y2] = noGrad(() => ops.affineCoupling(a, x2))
+      expect(y2.requiresGrad).toBe(false)
+    }))
+})
+
+describe('affineCoupling: shapes and errors', () => {
+  test('one-channel halves, a single sample, and empty batches', () =>
+    tidy(() => {
+      const a = make([1, 2, 4, 4], 51, 'float64')
+      const x2 = make([1, 1, 4, 4], 52, 'float64')
+      const [y, l] = ops.affineCoupling(a, x2, { gin: true, clampKind: 'TANH' })
+      const [yr, lr] = chain(a, x2, 'TANH', 1, 2, true, false)
+      expectClose(y, yr.toArray(), 1e-15)
+      expect(absErr(l.toArray(), lr.toArray())).toBeLessThanOrEqual(1e-14)
+      const [ye, le] = ops.affineCoupling(tensor([], [0, 4], { dtype: 'float64' }), tensor([], [0, 2], { dtype: 'float64' }))
+      expect(ye.shape).toEqual([0, 2])
+      expect(le.shape).toEqual([0])
+    }))
+
+  test('bad shapes → ERR_SHAPE', () =>
+    tidy(() => {
+      const x2 = make([2, 3, 4], 61, 'float64')
+      expectCode(() => ops.affineCoupling(make([2, 5, 4], 62, 'float64'), x2), 'ERR_SHAPE') // not 2·C2 channels
+      expectCode(() => ops.affineCoupling(make([3, 6, 4], 63, 'float64'), x2), 'ERR_SHAPE') // batch differs
+      expectCode(() => ops.affineCoupling(make([2, 6, 5], 64, 'float64'), x2), 'ERR_SHAPE') // spatial differs
+      expectCode(() => ops.affineCoupling(make([2, 6], 65, 'float64'), x2), 'ERR_SHAPE') // rank differs
+      expectCode(() => ops.affineCoupling(make([6], 66, 'float64'), make([3], 67, 'float64')), 'ERR_SHAPE') // no batch axis
+    }))
+
+  test('bad arguments', () =>
+    tidy(() => {
+      const a = make([2, 6], 71, 'float64')
+      const x2 = make([2, 3], 72, 'float64')
+      expectCode(() => ops.affineCoupling(a, x2.to({ dtype: 'float32' })), 'ERR_DTYPE')
+      expectCode(() => ops.affineCoupling(a, x2, { clampKind: 'RELU' as CouplingClampKind }), 'ERR_ARGUMENT')
+      expectCode(() => ops.affineCoupling(a, x2, { clamp: Number.NaN }), 'ERR_ARGUMENT')
+      expectCode(() => ops.affineCoupling(a, x2, { preScale: Infinity }), 'ERR_ARGUMENT')
+      expectCode(() => ops.affineCoupling(a, x2, { gin: 1 as unknown as boolean }), 'ERR_ARGUMENT')
+      expectCode(() => ops.affineCoupling(a, 3 as unknown as Tensor), 'ERR_ARGUMENT')
+      const gone = make([2, 3], 73, 'float64')
+      gone.dispose()
+      expectCode(() => ops.affineCoupling(a, gone), 'ERR_DISPOSED')
+    }))
+})
