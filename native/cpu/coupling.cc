@@ -141,11 +141,13 @@ void withBool(bool v, F&& f) {
 // ------------------------------------------------------------------------------------------------ forward
 // The row loops live in functions of their own whose pointers are __restrict parameters: with restrict-qualified
 // locals GCC still had to prove that the seven row pointers do not overlap, gave up past its limit of alias
-// checks and left the loops scalar (7 ns per value instead of under 1).
+// checks and left the loops scalar (7 ns per value instead of under 1). They are compiled twice, for AVX2 and
+// for baseline x86-64, and the loader picks one (target_clones): 8-wide instead of 4-wide vectors, the same
+// arithmetic (AVX2 alone allows no fused multiply-adds), so the results do not depend on the CPU.
 
 // One row: s (gin: s₀) into buf, y2 unless gin, E and D when saving. Returns nothing; the caller sums buf.
 template <class T, int K, bool REV, bool SAVE, bool GIN>
-__attribute__((noinline)) void forwardPass1(const T* __restrict ar, const T* __restrict tr, const T* __restrict xr,
+__attribute__((noinline, target_clones("avx2", "default"))) void forwardPass1(const T* __restrict ar, const T* __restrict tr, const T* __restrict xr,
                                             T* __restrict yr, T* __restrict buf, T* __restrict Er, T* __restrict Dr,
                                             int64_t n, const Consts<T> c) {
   for (int64_t j = 0; j < n; j++) {
@@ -164,7 +166,7 @@ __attribute__((noinline)) void forwardPass1(const T* __restrict ar, const T* __r
 
 // GIN's second pass over a row: s = s₀ − mean (back into buf), y2, E.
 template <class T, bool REV, bool SAVE>
-__attribute__((noinline)) void forwardPass2(const T* __restrict tr, const T* __restrict xr, T* __restrict yr,
+__attribute__((noinline, target_clones("avx2", "default"))) void forwardPass2(const T* __restrict tr, const T* __restrict xr, T* __restrict yr,
                                             T* __restrict buf, T* __restrict Er, int64_t n, const T mean, const T ps) {
   for (int64_t j = 0; j < n; j++) {
     const T s = buf[j] - mean;
@@ -206,7 +208,7 @@ void forwardRows(const T* as, const T* xs, T* ys, T* lds, T* Es, T* Ds, int64_t 
 
 // One row with gy2: gs (times D unless GIN, where it goes to buf to be centred), ga_t, gx2 if wanted.
 template <class T, bool REV, bool GIN, bool GX>
-__attribute__((noinline)) void backwardPass(const T* __restrict gyr, const T* __restrict tr, const T* __restrict xr,
+__attribute__((noinline, target_clones("avx2", "default"))) void backwardPass(const T* __restrict gyr, const T* __restrict tr, const T* __restrict xr,
                                             const T* __restrict Er, const T* __restrict Dr, T* __restrict dst,
                                             T* __restrict gtr, T* __restrict gxr, int64_t n, const T gl, const T p) {
   for (int64_t j = 0; j < n; j++) {
