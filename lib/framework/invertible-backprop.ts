@@ -24,7 +24,7 @@
  */
 import { enableGrad, noGrad, record, runBackward } from '../autograd/tape'
 import { InnflowError } from '../errors'
-import type { InvertibleModule } from '../modules/base'
+import type { BackpropRebuild, InvertibleModule } from '../modules/base'
 import { Dropout } from '../nn/activation'
 import { tidy } from '../scope'
 import { full, Tensor, zeros } from '../tensor'
@@ -91,6 +91,62 @@ export function invertibleChainForward(steps: readonly ChainStep[], x: Tensor, r
   return [z, logDet]
 }
 
+/**
+ * Backpropagates (gy, gLogDet) from a module's recomputed output and log-det through its local graph; returns
+ * the gradients of `capture` (null where none) and frees the graph.
+ */
+function localBackward(out: Tensor, j: Tensor | number | null, gy: Tensor | null, gLogDet: Tensor | null, capture: Tensor[]): (Tensor | null)[] {
+  const targets: Tensor[] = []
+  const seeds: Tensor[] = []
+  if (gy && out.requiresGrad) {
+    targets.push(out)
+    seeds.push(gy)
+  }
+  if (gLogDet && j instanceof Tensor && j.requiresGrad) {
+    targets.push(j)
+    // addLogDet broadcasts a one-element log-det over the batch: its gradient is the sum
+    seeds.push(noGrad(() => (j.size === 1 ? gLogDet.sum() : gLogDet).reshape(j.shape)))
+  }
+  if (targets.length === 0) return capture.map(() => null)
+  // A join node makes both outputs one root for the engine; it hands each seed on as a new handle.
+  const root = zeros([], { dtype: out.dtype, device: out.device })
+  record('SequenceINN.invertibleBackprop.seed', targets, [root], () => seeds.map((s) => s.reshape(s.shape)))
+  const one = full([], 1, { dtype: out.dtype, device: out.device })
+  return runBackward(root, one, capture)
+}
+
+type Rebuilding = InvertibleModule & { _rebuildForBackward(y: Tensor, c: Tensor[], needInput: boolean): BackpropRebuild | null }
+
+function hasRebuild(m: InvertibleModule): m is Rebuilding {
+  return typeof (m as { _rebuildForBackward?: unknown })._rebuildForBackward === 'function'
+}
+
+/** Steps 1–3 through the module's own rebuild (see BackpropRebuild), or null when it declines. */
+function fusedStep(
+  module: Rebuilding,
+  y: Tensor,
+  conds: Tensor[],
+  params: Tensor[],
+  needInput: boolean,
+  gy: Tensor | null,
+  gLogDet: Tensor | null,
+): { xk: Tensor; gx: Tensor | null; gc: (Tensor | null)[]; gp: (Tensor | null)[] } | null {
+  return enableGrad(() => {
+    const cIn = conds.map((c) => {
+      const d = c.detach()
+      d.requiresGrad = c.requiresGrad
+      return d
+    })
+    const r = module._rebuildForBackward(y, cIn, needInput)
+    if (!r) return null
+    const n = r.leaves.length
+    const g = localBackward(r.out, r.logDet, gy, gLogDet, [...r.leaves, ...cIn, ...params])
+    const gx = r.inputGrad(g.slice(0, n))
+    g.slice(0, n).forEach((t) => t?.dispose())
+    return { xk: r.x, gx, gc: g.slice(n, n + conds.length), gp: g.slice(n + conds.length) }
+  })
+}
+
 function chainBackward(
   steps: readonly ChainStep[],
   stepParams: Tensor[][],
@@ -123,6 +179,9 @@ function chainBackward(
     const needSomething = needInput || params.length > 0 || conds.some((c) => c.requiresGrad)
     if (!needSomething || (gy === null && gLogDet === null)) break
     const { xk, gx, gc, gp } = tidy(() => {
+      // 1.–3. in one go, where the module offers it (a coupling block evaluates its subnet once)
+      const fused = !rev && hasRebuild(step.module) ? fusedStep(step.module, y, conds, params, needInput, gy, gLogDet) : null
+      if (fused) return fused
       // 1. the block's input, rebuilt from its output
       const rebuilt = noGrad(() =>
         tidy(() => {
@@ -140,24 +199,7 @@ function chainBackward(
           return d
         })
         const [out, j] = step.module.forward([xIn], cIn, rev, jac)
-        const targets: Tensor[] = []
-        const seeds: Tensor[] = []
-        if (gy && out[0].requiresGrad) {
-          targets.push(out[0])
-          seeds.push(gy)
-        }
-        if (gLogDet && j instanceof Tensor && j.requiresGrad) {
-          targets.push(j)
-          // addLogDet broadcasts a one-element log-det over the batch: its gradient is the sum
-          seeds.push(noGrad(() => (j.size === 1 ? gLogDet.sum() : gLogDet).reshape(j.shape)))
-        }
-        const captureList = [xIn, ...cIn, ...params]
-        if (targets.length === 0) return captureList.map(() => null)
-        // A join node makes both outputs one root for the engine; it hands each seed on as a new handle.
-        const root = zeros([], { dtype: xIn.dtype, device: xIn.device })
-        record('SequenceINN.invertibleBackprop.seed', targets, [root], () => seeds.map((s) => s.reshape(s.shape)))
-        const one = full([], 1, { dtype: xIn.dtype, device: xIn.device })
-        return runBackward(root, one, captureList)
+        return localBackward(out[0], j, gy, gLogDet, [xIn, ...cIn, ...params])
       })
       return { xk: rebuilt, gx: local[0], gc: local.slice(1, 1 + conds.length), gp: local.slice(1 + conds.length) }
     })

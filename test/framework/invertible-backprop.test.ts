@@ -356,6 +356,22 @@ describe('invertible backprop: training, memory and options', () => {
     disposeNet(inn)
   })
 
+  test('AllInOneBlock rebuilds through its fused path (one subnet pass); with reversePermutation it falls back', () => {
+    const spy = jest.spyOn(Fm.AllInOneBlock.prototype as unknown as { _rebuildForBackward: () => unknown }, '_rebuildForBackward')
+    try {
+      const make = () => new SequenceINN(5).append(Fm.AllInOneBlock, { subnetConstructor: fc(8) }).append(Fm.AllInOneBlock, { subnetConstructor: fc(8), reversePermutation: true, permuteSoft: true })
+      const normal = build('float64', make)
+      const invertible = build('float64', make)
+      expectSameGrads(gradients(invertible, 'float64', [6, 5], [], true), gradients(normal, 'float64', [6, 5], [], false), 1e-9)
+      expect(spy).toHaveBeenCalledTimes(2)
+      expect(spy.mock.results.map((r) => r.value === null)).toEqual([true, false]) // the last block (reversePermutation) declines
+      disposeNet(normal)
+      disposeNet(invertible)
+    } finally {
+      spy.mockRestore()
+    }
+  })
+
   test('Dropout in training mode is refused; in eval mode it is fine', () => {
     const inn = new SequenceINN(4).append(Fm.GLOWCouplingBlock, {
       subnetConstructor: (i: number, o: number) => new nn.Sequential(new nn.Linear(i, 8), new nn.Dropout(0.2), new nn.Linear(8, o)),
