@@ -1,14 +1,21 @@
 /**
  * npm run bench -- [--device cpu|cuda] [--workloads a,b] [--steps N] [--threads N] [--precision highest|high|medium] [--json FILE]
+ *                   [--invertible-backprop]
  *
  * Times the training step (forward with log-det, loss = mean(0.5·|z|² − logJacDet) / dims, backward, one Adam
  * step at lr 1e-4), the forward and the reverse pass of each workload of shared/bench/WORKLOADS.md, and prints
  * one table with the PyTorch + FrEIA reference figures (bench/reference.json) and the ratio reference / innflow
  * (> 1: innflow is faster). Warm-up 5 steps, then the median of N (default 30) timed steps.
+ *
+ * Peak memory: on the CPU, the high-water mark of live tensor bytes during a training step (memory().peakBytes
+ * after resetPeak() at the step's start: parameters, gradients, Adam's state and the batch, plus the most
+ * activations alive at any moment); on CUDA, the live device bytes at the end of the step.
+ * `--invertible-backprop` turns SequenceINN.invertibleBackprop on for the SequenceINN workloads (GraphINN
+ * workloads run as usual).
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { cuda, Device, getMatmulPrecision, GraphINN, MatmulPrecision, setMatmulPrecision, manualSeed, memory, noGrad, optim, SequenceINN, setNumThreads, Tensor, tidy } from '../lib'
+import { cuda, Device, getMatmulPrecision, GraphINN, MatmulPrecision, manualSeed, memory, noGrad, optim, resetPeak, SequenceINN, setMatmulPrecision, setNumThreads, Tensor, tidy } from '../lib'
 import { freiaParameterCount, Workload, workloads } from './workloads'
 
 /** One row of the bench table (pinned format, read by other tools). */
@@ -43,7 +50,8 @@ export function parseArgs(argv: string[]) {
   if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be a positive integer`)
   const threads = get('threads') === undefined ? undefined : Number(get('threads'))
   const names = get('workloads')?.split(',')
-  return { device, precision, steps, threads, names, json: get('json') }
+  const invertibleBackprop = argv.includes('--invertible-backprop')
+  return { device, precision, steps, threads, names, json: get('json'), invertibleBackprop }
 }
 
 const median = (xs: number[]) => {
@@ -61,9 +69,10 @@ function timeIt(fn: () => void, repeats: number): number {
   return median(times)
 }
 
-function runWorkload(w: Workload, device: string, precision: string, steps: number, reference: Record<string, unknown>): Row {
+function runWorkload(w: Workload, device: string, precision: string, steps: number, reference: Record<string, unknown>, invertibleBackprop = false): Row {
   manualSeed(0)
   const inn: SequenceINN | GraphINN = w.build()
+  if (invertibleBackprop && inn instanceof SequenceINN) inn.invertibleBackprop = true
   inn.to({ device: device as Device })
   const params = inn.parameters()
   const nParams = freiaParameterCount(inn)
@@ -78,17 +87,21 @@ function runWorkload(w: Workload, device: string, precision: string, steps: numb
     return [z as Tensor, ljd]
   }
   let peak = 0
-  const step = () =>
+  const step = () => {
+    if (device === 'cpu') resetPeak()
     tidy(() => {
       const [z, ljd] = forward(batchData.x)
       const loss = z.square().flatten(1).sum(1).mul(0.5).sub(ljd).mean().div(w.dims)
       opt.zeroGrad()
       loss.backward()
       opt.step()
-      // live tensor memory at the end of the step, when activations and gradients are all still held
-      peak = Math.max(peak, device === 'cuda' ? memory().cudaBytes : memory().bytes)
+      // CUDA: live device memory at the end of the step (the tidy scope still holds the step's tensors)
+      if (device === 'cuda') peak = Math.max(peak, memory().cudaBytes)
       loss.item() // the step is complete when the loss is read
     })
+    // CPU: the high-water mark of live host bytes during the step, whenever it was reached
+    if (device === 'cpu') peak = Math.max(peak, memory().peakBytes)
+  }
   for (let i = 0; i < 5; i++) step()
   const trainStepMs = timeIt(step, steps)
   const z = tidy(() => noGrad(() => forward(batchData.x)[0]))
@@ -139,10 +152,11 @@ function runSelected(args: BenchArgs, log: (line: string) => void): { device: st
   const selected = args.names ? workloads.filter((w) => args.names!.includes(w.name)) : workloads.filter((w) => w.name !== 'tabular64x64-b4096' || args.device === 'cuda')
   if (args.names && selected.length !== args.names.length) throw new Error(`unknown workload in ${args.names.join(',')}; known: ${workloads.map((w) => w.name).join(', ')}`)
   const rows: Row[] = []
+  if (args.invertibleBackprop) log('# invertible backprop on for SequenceINN workloads')
   const header = ['workload', 'batch', 'params', 'train ms', 'samples/s', 'fwd ms', 'rev ms', 'peak MiB', 'ref ms', 'ratio']
   log(header.join('\t'))
   for (const w of selected) {
-    const r = runWorkload(w, args.device, args.precision, args.steps, reference)
+    const r = runWorkload(w, args.device, args.precision, args.steps, reference, args.invertibleBackprop)
     rows.push(r)
     log(
       [r.workload, r.batch, r.params, r.trainStepMs.toFixed(2), r.samplesPerSec.toFixed(0), r.forwardMs.toFixed(2), r.reverseMs.toFixed(2), r.peakMemMiB.toFixed(1), r.referenceMs ?? '-', r.ratio?.toFixed(2) ?? '-'].join('\t'),

@@ -30,8 +30,9 @@ export interface CoreBinding {
   cast(x: NativeTensor, dtype: string): NativeTensor
   copyInto(dst: NativeTensor, src: NativeTensor): void
   reshape(x: NativeTensor, shape: readonly number[]): NativeTensor
-  memory(): { tensors: number; storages: number; bytes: number; cachedBytes: number; cudaStorages: number; cudaBytes: number }
+  memory(): { tensors: number; storages: number; bytes: number; peakBytes: number; cachedBytes: number; cudaStorages: number; cudaBytes: number }
   emptyCache(): void
+  resetPeak(): void
   manualSeed(seed: number): void
   getRngState(): string
   setRngState(state: string): void

@@ -12,7 +12,7 @@ export {
   setNumThreads, getNumThreads,
 } from './tensor'
 export type { TensorLike, TensorOptions } from './tensor'
-export { tidy, keep, memory, emptyCache } from './scope'
+export { tidy, keep, memory, emptyCache, resetPeak } from './scope'
 export { setGemmBackend, getGemmBackend, setMatmulPrecision, getMatmulPrecision } from './ops/matmul'
 export type { MatmulPrecision } from './ops/matmul'
 export type { GemmBackend } from './ops/matmul'

@@ -79,6 +79,8 @@ export interface MemoryInfo {
   tensors: number
   /** Bytes of host memory held by live tensors. */
   bytes: number
+  /** The most host bytes held by live tensors at any moment since the last {@link resetPeak} (or since load). */
+  peakBytes: number
   /** Freed host blocks kept for reuse. */
   cachedBytes: number
   /** Bytes of device memory held by live CUDA tensors (0 without CUDA; the pool: `cuda.memory()`). */
@@ -88,7 +90,15 @@ export interface MemoryInfo {
 /** Counts of live native tensors and bytes. */
 export function memory(): MemoryInfo {
   const m = core.memory()
-  return { tensors: m.tensors, bytes: m.bytes, cachedBytes: m.cachedBytes, cudaBytes: m.cudaBytes }
+  return { tensors: m.tensors, bytes: m.bytes, peakBytes: m.peakBytes, cachedBytes: m.cachedBytes, cudaBytes: m.cudaBytes }
+}
+
+/**
+ * Restarts the host high-water mark ({@link MemoryInfo.peakBytes}) at the bytes live now, e.g. before a
+ * training step whose peak is to be measured.
+ */
+export function resetPeak(): void {
+  core.resetPeak()
 }
 
 /** Returns cached (freed but reusable) host blocks, and the CUDA pool's unused memory, to the system. */

@@ -24,6 +24,7 @@ struct Allocator {
   std::multimap<size_t, void*> cache;  // rounded size -> block
   size_t cachedBytes = 0;
   int64_t liveBytes = 0;
+  int64_t peakBytes = 0;  // high-water mark of liveBytes since the last resetPeak()
   int64_t liveStorages = 0;
   size_t cacheLimit = size_t(2) << 30;
 
@@ -59,6 +60,7 @@ struct Allocator {
       if (!p) fail("ERR_OOM", "out of host memory allocating " + std::to_string(bytes) + " bytes");
     }
     liveBytes += static_cast<int64_t>(r);
+    if (liveBytes > peakBytes) peakBytes = liveBytes;
     liveStorages++;
     return p;
   }
@@ -512,9 +514,18 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   o.Set("storages", Napi::Number::New(info.Env(), double(a.liveStorages)));
   o.Set("bytes", Napi::Number::New(info.Env(), double(a.liveBytes)));
   o.Set("cachedBytes", Napi::Number::New(info.Env(), double(a.cachedBytes)));
+  o.Set("peakBytes", Napi::Number::New(info.Env(), double(a.peakBytes)));
   o.Set("cudaStorages", Napi::Number::New(info.Env(), double(liveCudaStorages)));
   o.Set("cudaBytes", Napi::Number::New(info.Env(), double(liveCudaBytes)));
   return o;
+}
+
+// Restarts the host high-water mark at the bytes live now.
+Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mutex);
+  a.peakBytes = a.liveBytes;
+  return info.Env().Undefined();
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
@@ -539,6 +550,7 @@ void registerTensor(Napi::Env env, Napi::Object exports) {
   defineFunction(env, exports, "toDevice", ToDevice);
   defineFunction(env, exports, "memory", Memory);
   defineFunction(env, exports, "emptyCache", EmptyCache);
+  defineFunction(env, exports, "resetPeak", ResetPeak);
 }
 
 }  // namespace innflow

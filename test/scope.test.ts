@@ -1,4 +1,4 @@
-import { keep, memory, ones, tensor, tidy, zeros } from '../lib'
+import { keep, memory, ones, resetPeak, tensor, tidy, zeros } from '../lib'
 import { expectCode } from './helpers'
 
 describe('tidy, keep and memory', () => {
@@ -63,5 +63,25 @@ describe('tidy, keep and memory', () => {
     w.grad?.dispose()
     w.dispose()
     x.dispose()
+  })
+
+  test('peakBytes is the high-water mark of live host bytes since resetPeak()', () => {
+    resetPeak()
+    const base = memory()
+    expect(base.peakBytes).toBe(base.bytes)
+    const big = zeros([1 << 18], { dtype: 'float64' }) // 2 MiB
+    const mid = memory()
+    expect(mid.peakBytes).toBe(mid.bytes)
+    expect(mid.bytes - base.bytes).toBeGreaterThanOrEqual(8 * (1 << 18))
+    big.dispose()
+    const after = memory()
+    expect(after.bytes).toBe(base.bytes)
+    expect(after.peakBytes).toBe(mid.bytes) // still remembers the freed block
+    resetPeak()
+    expect(memory().peakBytes).toBe(base.bytes)
+    // a peak inside tidy is seen after it: the intermediates are gone, the mark is not
+    tidy(() => ones([1 << 16]).mul(2).sum().item())
+    expect(memory().bytes).toBe(base.bytes)
+    expect(memory().peakBytes).toBeGreaterThanOrEqual(base.bytes + 2 * 4 * (1 << 16))
   })
 })

@@ -88,6 +88,24 @@ export class GraphINN extends InvertibleModule {
   }
 
   /**
+   * Invertible backpropagation is a SequenceINN feature: always false here, and setting it to true throws
+   * ERR_ARGUMENT. (A GraphINN may split, merge and condition along several paths, so rebuilding every
+   * intermediate from the outputs is not a plain walk back along one chain.) A SequenceINN used as a node of
+   * a GraphINN may have it on.
+   */
+  get invertibleBackprop(): boolean {
+    return false
+  }
+  set invertibleBackprop(on: boolean) {
+    if (typeof on !== 'boolean') throw argumentError('GraphINN.invertibleBackprop', 'value', 'a boolean', on)
+    if (on)
+      throw new InnflowError(
+        'ERR_ARGUMENT',
+        'GraphINN.invertibleBackprop: invertible backprop is only available for SequenceINN; build the chain as a SequenceINN (or put a SequenceINN with invertibleBackprop = true inside the graph as a node)',
+      )
+  }
+
+  /**
    * Runs the graph forward (x → z), or in reverse with `rev` (z → x). x is one tensor or an array in
    * InputNode order (OutputNode order with rev); c is an array in ConditionNode order. Returns
    * `[z, logJacDet]`, z a tensor for a single output (unless forceTupleOutput) else an array. With

@@ -6,7 +6,9 @@ import { argumentError, InnflowError } from '../errors'
 import { ModuleList } from '../nn/module-list'
 import { Dims, dimsString, InvertibleModule, InvertibleModuleClass, ModuleOutput, sameDims } from '../modules/base'
 import { checkTensor, Tensor, zeros } from '../tensor'
+import { isGradEnabled } from '../autograd/tape'
 import { addLogDet, ForwardOptions, isInvertibleModule, parseForwardArgs } from './common'
+import { ChainStep, checkDeterministic, invertibleChainForward } from './invertible-backprop'
 
 /** Options of {@link SequenceINN.append}: the module's own options plus FrEIA's `cond` and `condShape`. */
 export type AppendOptions = Record<string, unknown> & {
@@ -31,11 +33,41 @@ export class SequenceINN extends InvertibleModule implements Iterable<Invertible
   /** The modules (state-dict prefix `module_list`). */
   readonly moduleList: ModuleList
 
+  private invertibleBackpropOn = false
+
   constructor(...dims: number[]) {
     super([dims])
     if (dims.length === 0) throw argumentError('SequenceINN', 'dims', 'the input shape, e.g. new SequenceINN(2) or new SequenceINN(3, 32, 32)', dims)
     this.shapes = [[...dims]]
     this.moduleList = this.registerModule('module_list', new ModuleList())
+  }
+
+  /**
+   * Invertible backpropagation (memory-saving training; default false). When on, a forward pass with gradient
+   * recording stores no intermediate activations: the modules run without recording, only the output and the
+   * summed log-det are kept, and one tape entry stands for the whole chain. Its backward walks the modules from
+   * last to first, rebuilds each module's input from its output with the module's inverse, runs that module
+   * forward again to build its local graph, backpropagates through it and frees it, so peak memory holds one
+   * module's activations instead of all of them (at the cost of an inverse and a second forward per module).
+   * Gradients of the input, the conditions and the parameters are those of normal mode, up to rounding, and
+   * accumulate into `.grad` the same way. `rev: true` works too (the inputs are then rebuilt with the forward
+   * direction). Without gradient recording (noGrad, or nothing requires grad) the option changes nothing.
+   *
+   * Requirements: every module must be exactly invertible (its inverse applied to its output gives back its
+   * input, up to rounding) and deterministic. Dropout in training mode is refused with ERR_ARGUMENT; other
+   * stochastic modules, or modules whose inverse is only approximate (e.g. iResNet's fixed-point inverse), give
+   * wrong gradients. ActNorm's data-dependent initialisation happens once, in the first forward pass.
+   * @example
+   * inn.invertibleBackprop = true
+   * const [z, logJacDet] = inn.forward(x)   // keeps only z and logJacDet
+   * loss(z, logJacDet).backward()           // rebuilds the activations module by module
+   */
+  get invertibleBackprop(): boolean {
+    return this.invertibleBackpropOn
+  }
+  set invertibleBackprop(on: boolean) {
+    if (typeof on !== 'boolean') throw argumentError('SequenceINN.invertibleBackprop', 'value', 'a boolean', on)
+    this.invertibleBackpropOn = on
   }
 
   /** Number of modules. */
@@ -106,9 +138,8 @@ export class SequenceINN extends InvertibleModule implements Iterable<Invertible
     const start = args.rev ? this.shapes[this.shapes.length - 1] : this.shapes[0]
     if (!sameDims(h.shape.slice(1), start))
       throw new InnflowError('ERR_SHAPE', `SequenceINN.forward: expected input of shape (batch, ${start.join(', ')}), got (${h.shape.join(', ')})`)
-    const batch = h.shape[0]
-    let logDet = zeros([batch], { dtype: h.dtype, device: h.device })
     const n = this.moduleList.length
+    const steps: ChainStep[] = []
     for (let step = 0; step < n; step++) {
       const k = args.rev ? n - 1 - step : step
       const module = this.moduleList.at(k) as InvertibleModule
@@ -119,9 +150,18 @@ export class SequenceINN extends InvertibleModule implements Iterable<Invertible
           throw new InnflowError('ERR_ARGUMENT', `SequenceINN.forward: module ${k} (${module.constructor.name}) uses condition ${ci}, but only ${args.c.length} condition(s) were given`)
         cs = [args.c[ci]]
       }
-      const [out, j]: ModuleOutput = module.forward([h], cs, args.rev, args.jac)
+      steps.push({ module, c: cs, label: `module ${k} (${module.constructor.name})` })
+    }
+    if (this.invertibleBackpropOn && n > 0 && isGradEnabled()) {
+      checkDeterministic('SequenceINN.forward', steps)
+      const [z, logDet] = invertibleChainForward(steps, h, args.rev, args.jac)
+      return args.moduleForm ? [[z], logDet] : [z, logDet]
+    }
+    let logDet = zeros([h.shape[0]], { dtype: h.dtype, device: h.device })
+    for (const { module, c, label } of steps) {
+      const [out, j]: ModuleOutput = module.forward([h], c, args.rev, args.jac)
       h = out[0]
-      logDet = addLogDet(logDet, j, `module ${k} (${module.constructor.name})`)
+      logDet = addLogDet(logDet, j, label)
     }
     return args.moduleForm ? [[h], logDet] : [h, logDet]
   }

@@ -26,14 +26,14 @@
  * A FrEIA checkpoint loads its own matrices and permutations through the state dict, so parity does not
  * depend on the draw.
  */
-import { noGrad } from '../autograd/tape'
+import { isGradEnabled, noGrad } from '../autograd/tape'
 import { argumentError, InnflowError } from '../errors'
 import type { Module } from '../nn/module'
 import * as ops from '../ops'
 import { getDefaultDtype } from '../dtype'
 import { eye, full, randn, randperm, tensor, Tensor, zeros } from '../tensor'
 import { tidy } from '../scope'
-import { checkOptionKeys, SubnetConstructor, Dims, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims } from './base'
+import { BackpropRebuild, checkOptionKeys, SubnetConstructor, Dims, InvertibleModule, InvertibleModuleOptions, ModuleOutput, sameDims } from './base'
 
 
 /** The activation Ψ of the global affine scale. */
@@ -303,13 +303,10 @@ export class AllInOneBlock extends InvertibleModule {
     else if (this.reversePre) h = this.permuteOnly(h, true, w)
 
     const [x1, x2] = h.split(this.splits, 1)
-    const out = this.subnet.forward(cs.length > 0 ? ops.cat([x1, ...cs], 1) : x1)
-    const expected = [h.shape[0], 2 * this.splits[1], ...h.shape.slice(2)]
-    if (!isTensor(out) || !sameDims(out.shape, expected))
-      throw new InnflowError('ERR_SHAPE', `AllInOneBlock: the subnet must return a tensor of shape (${expected.join(', ')}), got ${isTensor(out) ? `(${out.shape.join(', ')})` : typeof out}`)
+    const out = this.subnetOutput(x1, cs)
     // a = 0.1·out = [a_s | t], s = α·tanh(a_s/α) (GIN: centred), y2 = x2·e^s + t or (x2 − t)·e^{−s}, ±Σ s: one
     // fused op (the same operations as the op chain out.mul(0.1), split, div, tanh, mul, mean, sub, exp, ...)
-    const [y2, coupledLogDet] = ops.affineCoupling(out, x2, { preScale: 0.1, clampKind: 'TANH_DIV', clamp: this.clamp, gin: this.gin, rev })
+    const [y2, coupledLogDet] = this.couple(out, x2, rev)
     let logDet = rev ? coupledLogDet.neg() : coupledLogDet
     let z = ops.cat([x1, y2], 1)
 
@@ -317,6 +314,54 @@ export class AllInOneBlock extends InvertibleModule {
     else if (this.reversePre) z = this.permuteOnly(z, false, w)
     if (psi) logDet = logDet.add(psi.log().sum().mul(this.nPix))
     return [[z], rev ? logDet.neg() : logDet]
+  }
+
+  /** The subnet's output for the passive half x1 (and the conditions), checked: (B, 2·C2, ...). */
+  private subnetOutput(x1: Tensor, cs: Tensor[]): Tensor {
+    const out = this.subnet.forward(cs.length > 0 ? ops.cat([x1, ...cs], 1) : x1)
+    const expected = [x1.shape[0], 2 * this.splits[1], ...x1.shape.slice(2)]
+    if (!isTensor(out) || !sameDims(out.shape, expected))
+      throw new InnflowError('ERR_SHAPE', `AllInOneBlock: the subnet must return a tensor of shape (${expected.join(', ')}), got ${isTensor(out) ? `(${out.shape.join(', ')})` : typeof out}`)
+    return out
+  }
+
+  /** The affine coupling of the active half x2 by the subnet output: [y2, Σ s] (rev: [x2, −Σ s]). */
+  private couple(out: Tensor, x2: Tensor, rev: boolean): [Tensor, Tensor] {
+    return ops.affineCoupling(out, x2, { preScale: 0.1, clampKind: 'TANH_DIV', clamp: this.clamp, gin: this.gin, rev })
+  }
+
+  /**
+   * @internal Invertible backprop's fast path (forward direction): undoes the global affine and permutation of
+   * the output y, runs the subnet once on the passive half (recording), inverts the active half from that
+   * subnet output, and rebuilds the forward graph from the two halves as leaves. Same ops as forward, so the
+   * gradients are normal mode's up to the rounding of the rebuilt input.
+   */
+  _rebuildForBackward(y: Tensor, c: Tensor[], needInput: boolean): BackpropRebuild | null {
+    if (this.reversePre || !isGradEnabled()) return null
+    const cs = this.checkConditions(c, y.shape[0])
+    const psi = this.gin ? null : this.globalScaleActivation()
+    const w = this.permKind === 'soft' ? this.rotation() : null
+    const [x1Value, y2Value] = noGrad(() => this.affineAndPermute(y, psi, true, w).split(this.splits, 1))
+    const x1 = x1Value.detach()
+    x1.requiresGrad = needInput
+    const a = this.subnetOutput(x1, cs)
+    const x2Value = noGrad(() => this.couple(a, y2Value, true)[0])
+    const x2 = x2Value.detach()
+    x2.requiresGrad = needInput
+    const [y2, coupledLogDet] = this.couple(a, x2, false)
+    let logDet = coupledLogDet
+    const out = this.affineAndPermute(ops.cat([x1, y2], 1), psi, false, w)
+    if (psi) logDet = logDet.add(psi.log().sum().mul(this.nPix))
+    return {
+      x: noGrad(() => ops.cat([x1Value, x2Value], 1)),
+      leaves: [x1, x2],
+      out,
+      logDet,
+      inputGrad: ([g1, g2]) => {
+        if (!g1 && !g2) return null
+        return noGrad(() => ops.cat([g1 ?? zeros([...x1.shape], { dtype: x1.dtype, device: x1.device }), g2 ?? zeros([...x2.shape], { dtype: x2.dtype, device: x2.device })], 1))
+      },
+    }
   }
 
   /** Same shape as the input. */

@@ -113,5 +113,25 @@ export abstract class InvertibleModule extends Module {
   }
 }
 
+/**
+ * @internal What a module's optional `_rebuildForBackward(y, c, jac)` returns, a fast path of invertible
+ * backprop (SequenceINN.invertibleBackprop) in the forward direction: the module's input rebuilt from its output
+ * y AND the forward pass's local graph, built in one go (a coupling block evaluates its subnet once instead of
+ * once for the inverse and once more for the forward). Called with recording on; returns null to fall back to
+ * the generic inverse-then-forward.
+ */
+export interface BackpropRebuild {
+  /** The rebuilt input (values only, no graph). */
+  x: Tensor
+  /** Leaves (requiring grad when the input gradient is wanted) that the local graph starts from. */
+  leaves: Tensor[]
+  /** The recomputed output (with its local graph). */
+  out: Tensor
+  /** The recomputed log-det (with its local graph), or null. */
+  logDet: Tensor | null
+  /** The input gradient from the leaves' gradients (null where a leaf got none), or null when none. */
+  inputGrad(leafGrads: (Tensor | null)[]): Tensor | null
+}
+
 /** A constructor of invertible modules, as SequenceINN.append and Node take. */
 export type InvertibleModuleClass<O extends object = Record<string, unknown>> = new (dimsIn: Dims[], opts?: O & InvertibleModuleOptions) => InvertibleModule

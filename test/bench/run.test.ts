@@ -5,9 +5,9 @@ import * as path from 'node:path'
 import { parseArgs, runBench } from '../../bench/run'
 
 test('command line: defaults and every pinned flag', () => {
-  expect(parseArgs([])).toMatchObject({ device: 'cpu', precision: 'highest', steps: 30 })
-  expect(parseArgs(['--device', 'cuda', '--workloads', 'a,b', '--steps', '5', '--threads', '2', '--precision', 'high', '--json', 'f.json'])).toEqual({
-    device: 'cuda', names: ['a', 'b'], steps: 5, threads: 2, precision: 'high', json: 'f.json',
+  expect(parseArgs([])).toMatchObject({ device: 'cpu', precision: 'highest', steps: 30, invertibleBackprop: false })
+  expect(parseArgs(['--device', 'cuda', '--workloads', 'a,b', '--steps', '5', '--threads', '2', '--precision', 'high', '--json', 'f.json', '--invertible-backprop'])).toEqual({
+    device: 'cuda', names: ['a', 'b'], steps: 5, threads: 2, precision: 'high', json: 'f.json', invertibleBackprop: true,
   })
   expect(() => parseArgs(['--device', 'tpu'])).toThrow(/--device/)
   expect(() => parseArgs(['--precision', 'low'])).toThrow(/--precision/)
@@ -32,4 +32,14 @@ test('a short run writes the pinned JSON rows with the reference and the ratio',
   expect(lines[1]).toMatch(/^moons-b256\t256\t16496\t/)
   expect(() => runBench(['--workloads', 'nope'], () => undefined)).toThrow(/unknown workload/)
   expect(() => runBench(['--device', 'cuda'], () => undefined)).toThrow(/--device cuda/)
+})
+
+test('--invertible-backprop: SequenceINN workloads train with less peak memory (the peak is taken during the step)', () => {
+  const lines: string[] = []
+  const normal = runBench(['--workloads', 'moons-b256', '--steps', '2'], () => undefined).rows[0]
+  const invertible = runBench(['--workloads', 'moons-b256', '--steps', '2', '--invertible-backprop'], (l) => lines.push(l)).rows[0]
+  expect(lines[0]).toMatch(/invertible backprop/)
+  expect(invertible.params).toBe(normal.params)
+  expect(normal.peakMemMiB).toBeGreaterThan(0)
+  expect(invertible.peakMemMiB).toBeLessThan(normal.peakMemMiB * 0.6)
 })
