@@ -12,6 +12,8 @@ export interface NativeTensor {
   shape(): number[]
   dtype(): 'float32' | 'float64'
   device(): 'cpu' | 'cuda'
+  /** [dtype, device, ...shape] in one call. */
+  meta(): [string, string, ...number[]]
   readInto(out: Float32Array | Float64Array): void
   item(): number
   dispose(): void

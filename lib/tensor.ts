@@ -51,9 +51,10 @@ export class Tensor {
   /** @internal Tensors are made by ops and creation functions, not with `new`. */
   constructor(handle: NativeTensor) {
     this._handle = handle
-    this.shape = Object.freeze(handle.shape())
-    this.dtype = handle.dtype()
-    this.device = handle.device()
+    const meta = handle.meta()
+    this.dtype = meta[0] as DType
+    this.device = meta[1] as Device
+    this.shape = Object.freeze(meta.slice(2) as number[])
     track(this)
   }
 
@@ -105,9 +106,10 @@ export class Tensor {
   _assign(h: NativeTensor): void {
     this.dispose()
     this._handle = h
-    ;(this as { shape: readonly number[] }).shape = Object.freeze(h.shape())
-    ;(this as { dtype: DType }).dtype = h.dtype()
-    ;(this as { device: Device }).device = h.device()
+    const meta = h.meta()
+    ;(this as { dtype: DType }).dtype = meta[0] as DType
+    ;(this as { device: Device }).device = meta[1] as Device
+    ;(this as { shape: readonly number[] }).shape = Object.freeze(meta.slice(2) as number[])
   }
   /** @internal */
   _setGrad(g: Tensor): void {

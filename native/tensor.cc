@@ -186,6 +186,7 @@ Napi::Function TensorHandle::Init(Napi::Env env) {
                                    {InstanceMethod("shape", &TensorHandle::GetShape),
                                     InstanceMethod("dtype", &TensorHandle::GetDtype),
                                     InstanceMethod("device", &TensorHandle::GetDevice),
+                                    InstanceMethod("meta", &TensorHandle::GetMeta),
                                     InstanceMethod("toArray", &TensorHandle::ToArray),
                                     InstanceMethod("readInto", &TensorHandle::ReadInto),
                                     InstanceMethod("item", &TensorHandle::Item),
@@ -231,6 +232,19 @@ Napi::Value TensorHandle::GetShape(const Napi::CallbackInfo& info) {
 }
 Napi::Value TensorHandle::GetDtype(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtypeName(get("dtype").dtype)); });
+}
+// [dtype, device, ...shape] in one call: every Tensor made in JavaScript reads all three, and a call across
+// N-API costs more than building the array.
+Napi::Value TensorHandle::GetMeta(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const Tensor& t = get("meta");
+    Napi::Env env = info.Env();
+    Napi::Array a = Napi::Array::New(env, t.shape.size() + 2);
+    a.Set(0u, Napi::String::New(env, dtypeName(t.dtype)));
+    a.Set(1u, Napi::String::New(env, deviceName(t.device())));
+    for (size_t i = 0; i < t.shape.size(); i++) a.Set(static_cast<uint32_t>(i + 2), Napi::Number::New(env, double(t.shape[i])));
+    return a;
+  });
 }
 Napi::Value TensorHandle::GetDevice(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), deviceName(get("device").device())); });

@@ -19,6 +19,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value GetShape(const Napi::CallbackInfo& info);
   Napi::Value GetDtype(const Napi::CallbackInfo& info);
   Napi::Value GetDevice(const Napi::CallbackInfo& info);
+  Napi::Value GetMeta(const Napi::CallbackInfo& info);
   Napi::Value ToArray(const Napi::CallbackInfo& info);
   Napi::Value ReadInto(const Napi::CallbackInfo& info);
   Napi::Value Item(const Napi::CallbackInfo& info);
