@@ -207,9 +207,145 @@ int backward(int kind, int dtype, const void* gy2, const void* gLogDet, const vo
   });
 }
 
+// ------------------------------------------------------------------------------------------------ catAffinePermute
+// A one-block kernel inverts perm into inv[0..C) and sets inv[C] to 1 unless perm is a permutation of 0..C−1
+// (every k found at a position i with perm[i] = k: C values onto C values); the other kernels then write NaN.
+// The backward gives each channel k of src a thread block: gsrc[:, k] and the two sums over (batch, S) in a
+// fixed tree, no atomics.
+
+// True when v is an integer in [0, limit) (false for NaN), as the CPU checks.
+__device__ inline bool validIndexOf(double v, int64_t limit) {
+  bool inRange = v >= 0 && v < double(limit);
+  double c = inRange ? v : 0.0;
+  return inRange && double(int64_t(c)) == c;
+}
+
+template <class T> __device__ inline T nanValue();
+template <> __device__ inline float nanValue<float>() { return __int_as_float(0x7fc00000); }
+template <> __device__ inline double nanValue<double>() { return __longlong_as_double(0x7ff8000000000000LL); }
+
+template <class I>
+__global__ void invertPermKernel(const I* __restrict__ perm, int64_t C, int64_t* __restrict__ inv) {
+  for (int64_t k = threadIdx.x; k < C; k += blockDim.x) inv[k] = -1;
+  __syncthreads();
+  for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
+    const double v = double(perm[j]);
+    if (validIndexOf(v, C)) inv[int64_t(v)] = j;  // a repeated value: one of its positions wins, caught below
+  }
+  __syncthreads();
+  int ok = 1;
+  for (int64_t k = threadIdx.x; k < C; k += blockDim.x) {
+    const int64_t i = inv[k];
+    ok &= (i >= 0 && double(perm[i]) == double(k)) ? 1 : 0;
+  }
+  ok = __syncthreads_and(ok);
+  if (threadIdx.x == 0) inv[C] = ok ? 0 : 1;
+}
+
+template <class T, class I>
+__global__ void catAffinePermuteKernel(const T* __restrict__ x1, const T* __restrict__ y2, const T* __restrict__ scale,
+                                       const T* __restrict__ shift, const I* __restrict__ perm,
+                                       const int64_t* __restrict__ inv, T* __restrict__ z, int64_t B, int64_t C1,
+                                       int64_t C2, int64_t S) {
+  const int64_t C = C1 + C2;
+  const bool bad = inv[C] != 0;
+  INNFLOW_GRID_STRIDE(i, B * C * S) {
+    if (bad) {
+      z[i] = nanValue<T>();
+      continue;
+    }
+    const int64_t s = i % S, t = i / S, j = t % C, b = t / C;
+    const int64_t k = int64_t(perm[j]);
+    const T v = k < C1 ? x1[(b * C1 + k) * S + s] : y2[(b * C2 + k - C1) * S + s];
+    z[i] = scale ? v * scale[k] + shift[k] : v + shift[k];
+  }
+}
+
+template <class T>
+__global__ void catAffinePermuteBackwardKernel(const T* __restrict__ gz, const T* __restrict__ x1, const T* __restrict__ y2,
+                                               const T* __restrict__ scale, const int64_t* __restrict__ inv,
+                                               T* __restrict__ gx1, T* __restrict__ gy2, T* __restrict__ gscale,
+                                               T* __restrict__ gshift, int64_t B, int64_t C1, int64_t C2, int64_t S) {
+  __shared__ double tree[kMaxThreads];
+  const int64_t C = C1 + C2;
+  const bool bad = inv[C] != 0;
+  for (int64_t k = blockIdx.x; k < C; k += gridDim.x) {
+    const int64_t j = bad ? 0 : inv[k];
+    const T sc = scale ? scale[k] : T(1);
+    double pSc = 0, pSh = 0;
+    for (int64_t idx = threadIdx.x; idx < B * S; idx += blockDim.x) {
+      const int64_t b = idx / S, s = idx % S;
+      const int64_t at = k < C1 ? (b * C1 + k) * S + s : (b * C2 + k - C1) * S + s;
+      const T* src = k < C1 ? x1 : y2;
+      T* dst = k < C1 ? gx1 : gy2;
+      const T g = bad ? nanValue<T>() : gz[(b * C + j) * S + s];
+      dst[at] = scale ? g * sc : g;
+      pSh += double(g);
+      if (scale) pSc += double(T(g * src[at]));
+    }
+    const double sumSc = blockSum(pSc, tree);
+    const double sumSh = blockSum(pSh, tree);
+    if (threadIdx.x == 0) {
+      if (gscale) gscale[k] = T(sumSc);
+      if (gshift) gshift[k] = T(sumSh);
+    }
+  }
+}
+
+// inv (C + 1 values) for perm, in a scratch buffer that lives as long as `buf`.
+int invertPerm(const void* perm, int indexDtype, int64_t C, Scratch& buf, const char* op) {
+  int rc = buf.alloc(size_t(C + 1) * sizeof(int64_t));
+  if (rc != INNFLOW_CUDA_OK) return rc;
+  return withDtype(indexDtype, [&](auto itag) -> int {
+    using I = decltype(itag);
+    invertPermKernel<I><<<1, kMaxThreads, 0, stream()>>>(static_cast<const I*>(perm), C, buf.as<int64_t>());
+    INNFLOW_LAUNCHED(op);
+    return INNFLOW_CUDA_OK;
+  });
+}
+
+int catAffinePermute(int dtype, const void* x1, const void* y2, const void* scale, const void* shift, const void* perm,
+                     int indexDtype, void* z, int64_t B, int64_t C1, int64_t C2, int64_t S) {
+  const int64_t C = C1 + C2, total = B * C * S;
+  if (total <= 0) return INNFLOW_CUDA_OK;
+  Scratch inv;
+  int rc = invertPerm(perm, indexDtype, C, inv, "catAffinePermute (perm)");
+  if (rc != INNFLOW_CUDA_OK) return rc;
+  return withDtype(dtype, [&](auto tag) -> int {
+    using T = decltype(tag);
+    return withDtype(indexDtype, [&](auto itag) -> int {
+      using I = decltype(itag);
+      catAffinePermuteKernel<T, I><<<gridFor(total), kBlock, 0, stream()>>>(
+          static_cast<const T*>(x1), static_cast<const T*>(y2), static_cast<const T*>(scale), static_cast<const T*>(shift),
+          static_cast<const I*>(perm), inv.as<int64_t>(), static_cast<T*>(z), B, C1, C2, S);
+      INNFLOW_LAUNCHED("catAffinePermute");
+      return INNFLOW_CUDA_OK;
+    });
+  });
+}
+
+int catAffinePermuteBackward(int dtype, const void* gz, const void* x1, const void* y2, const void* scale,
+                             const void* perm, int indexDtype, void* gx1, void* gy2, void* gscale, void* gshift,
+                             int64_t B, int64_t C1, int64_t C2, int64_t S) {
+  const int64_t C = C1 + C2;
+  if (C <= 0) return INNFLOW_CUDA_OK;
+  Scratch inv;
+  int rc = invertPerm(perm, indexDtype, C, inv, "catAffinePermute backward (perm)");
+  if (rc != INNFLOW_CUDA_OK) return rc;
+  return withDtype(dtype, [&](auto tag) -> int {
+    using T = decltype(tag);
+    catAffinePermuteBackwardKernel<T><<<blocksFor(C), threadsFor(B * S), 0, stream()>>>(
+        static_cast<const T*>(gz), static_cast<const T*>(x1), static_cast<const T*>(y2), static_cast<const T*>(scale),
+        inv.as<int64_t>(), static_cast<T*>(gx1), static_cast<T*>(gy2), static_cast<T*>(gscale), static_cast<T*>(gshift),
+        B, C1, C2, S);
+    INNFLOW_LAUNCHED("catAffinePermute backward");
+    return INNFLOW_CUDA_OK;
+  });
+}
+
 }  // namespace
 
 extern "C" const InnflowCudaCoupling* innflow_cuda_coupling(void) {
-  static const InnflowCudaCoupling table = {forward, backward};
+  static const InnflowCudaCoupling table = {forward, backward, catAffinePermute, catAffinePermuteBackward};
   return &table;
 }

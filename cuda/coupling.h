@@ -26,6 +26,18 @@ typedef struct {
   int (*backward)(int kind, int dtype, const void* gy2, const void* gLogDet, const void* a, const void* x2,
                   const void* E, const void* D, void* ga, void* gx2, int64_t rows, int64_t n, double preScale,
                   int gin, int rev);
+
+  // catAffinePermute: x1: [B, C1, S], y2: [B, C2, S], scale: [C] or NULL, shift: [C], perm: [C] (indexDtype),
+  // z: [B, C, S] with z[:, j] = src[:, perm[j]]·scale[perm[j]] + shift[perm[j]], src = cat(x1, y2) along 1.
+  // A perm that is not a permutation of 0..C−1 gives NaN everywhere (no host synchronisation to report it).
+  int (*catAffinePermute)(int dtype, const void* x1, const void* y2, const void* scale, const void* shift,
+                          const void* perm, int indexDtype, void* z, int64_t B, int64_t C1, int64_t C2, int64_t S);
+
+  // Its backward: gx1, gy2 (always written) = gz[:, perm⁻¹[k]]·scale[k]; gscale, gshift: [C] or NULL,
+  // the Σ over batch and S of gz[:, perm⁻¹[k]]·src[:, k] and of gz[:, perm⁻¹[k]].
+  int (*catAffinePermuteBackward)(int dtype, const void* gz, const void* x1, const void* y2, const void* scale,
+                                  const void* perm, int indexDtype, void* gx1, void* gy2, void* gscale, void* gshift,
+                                  int64_t B, int64_t C1, int64_t C2, int64_t S);
 } InnflowCudaCoupling;
 
 const InnflowCudaCoupling* innflow_cuda_coupling(void);

@@ -92,3 +92,50 @@ export function affineCoupling(a: Tensor, x2: Tensor, opts: AffineCouplingOption
   }
   return [y2, logDet]
 }
+
+interface CatAffinePermuteBinding {
+  catAffinePermute(x1: NativeTensor, y2: NativeTensor, scale: NativeTensor | null, shift: NativeTensor, perm: NativeTensor): NativeTensor
+  catAffinePermuteBackward(
+    gz: NativeTensor, x1: NativeTensor, y2: NativeTensor, scale: NativeTensor | null, shift: NativeTensor, perm: NativeTensor,
+    needScale: boolean, needShift: boolean,
+  ): [NativeTensor, NativeTensor, NativeTensor | null, NativeTensor | null]
+}
+const P = bindingFor<CatAffinePermuteBinding>()
+
+/**
+ * The end of AllInOneBlock's forward pass in one op: the concatenation of the two halves, the per-channel affine
+ * map and a hard channel permutation,
+ *   z[:, j] = src[:, k]·scale[k] + shift[k] with k = perm[j] and src = cat([x1, y2], 1)
+ * (without scale: src[:, k] + shift[k]); the same roundings as `cat`, `mul`, `add`, `indexSelect(1, perm)`, so
+ * float64 results are those of that chain.
+ * x1: (B, C1, *spatial), y2: (B, C2, *spatial); scale (or null) and shift: C = C1 + C2 values, of shape (C) or
+ * (1, C, 1, ...); perm: a 1-D index tensor holding a permutation of 0..C−1 (ERR_ARGUMENT otherwise; on CUDA,
+ * NaN results). Differentiable in x1, y2, scale and shift; the backward is one native pass (the gradients of
+ * scale and shift are sums over batch and spatial positions, accumulated in double).
+ */
+export function catAffinePermute(x1: Tensor, y2: Tensor, scale: Tensor | null, shift: Tensor, perm: Tensor): Tensor {
+  const fn = 'catAffinePermute'
+  void checkTensor(fn, 'x1', x1).handle
+  void checkTensor(fn, 'y2', y2).handle
+  if (scale !== null) void checkTensor(fn, 'scale', scale).handle
+  void checkTensor(fn, 'shift', shift).handle
+  void checkTensor(fn, 'perm', perm).handle
+  for (const [name, t] of [['y2', y2], ['scale', scale], ['shift', shift]] as [string, Tensor | null][]) {
+    if (t === null) continue
+    if (t.dtype !== x1.dtype) throw new InnflowError('ERR_DTYPE', `${fn}: dtypes differ (x1 is ${x1.dtype}, ${name} is ${t.dtype})`)
+    if (t.device !== x1.device) throw new InnflowError('ERR_DEVICE', `${fn}: x1 is on ${x1.device} but ${name} is on ${t.device}`)
+  }
+  if (perm.device !== x1.device) throw new InnflowError('ERR_DEVICE', `${fn}: x1 is on ${x1.device} but perm is on ${perm.device}`)
+  const z = fromHandle(P.catAffinePermute(x1.handle, y2.handle, scale ? scale.handle : null, shift.handle, perm.handle))
+  const inputs = scale ? [x1, y2, shift, scale] : [x1, y2, shift]
+  record(fn, inputs, [z], ([gz]) => {
+    if (!gz) return inputs.map(() => null)
+    const [g1, g2, gsc, gsh] = P.catAffinePermuteBackward(
+      gz.handle, x1.handle, y2.handle, scale ? scale.handle : null, shift.handle, perm.handle, !!scale && scale.requiresGrad, shift.requiresGrad,
+    )
+    const grads: (Tensor | null)[] = [fromHandle(g1), fromHandle(g2), gsh && fromHandle(gsh)]
+    if (scale) grads.push(gsc && fromHandle(gsc))
+    return grads
+  })
+  return z
+}

@@ -410,6 +410,248 @@ Napi::Value AffineCouplingBackward(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// ------------------------------------------------------------------------------------------------ catAffinePermute
+//
+// catAffinePermute(x1: [B, C1, *S], y2: [B, C2, *S], scale: [C] | [1, C, 1..] | null, shift: like scale,
+//                  perm: [C] index) -> z: [B, C, *S]
+//   z[:, j] = src[:, k]·scale[k] + shift[k] with k = perm[j], src = cat(x1, y2) along 1 (without scale: src + shift)
+// catAffinePermuteBackward(gz, x1, y2, scale | null, perm, needScale, needShift)
+//     -> [gx1, gy2, gscale | null, gshift | null]
+//   gsrc[:, k] = gz[:, perm⁻¹[k]]·scale[k],  gscale[k] = Σ_{b,s} gz[:, perm⁻¹[k]]·src[:, k],  gshift[k] = Σ gz[:, perm⁻¹[k]]
+// The end of AllInOneBlock's forward (cat, ·Ψ, +b, indexSelect) in one pass. Same roundings as that op chain
+// (the product, then the sum, in the dtype; the gradient sums of Ψ and b in double, batch-major then spatial,
+// the reduce family's order), so float64 results agree bit for bit. perm must be a permutation of 0..C−1
+// (ERR_ARGUMENT otherwise; on the GPU the kernels write NaN instead, as indexSelect's do).
+
+struct CatShapes {
+  int64_t B, C1, C2, S;
+  Shape zShape;
+};
+
+CatShapes checkCatShapes(const Tensor& x1, const Tensor& y2, const char* op) {
+  bool ok = x1.dim() >= 2 && y2.dim() == x1.dim() && x1.shape[0] == y2.shape[0];
+  for (int64_t d = 2; ok && d < x1.dim(); d++) ok = x1.shape[d] == y2.shape[d];
+  if (!ok)
+    fail("ERR_SHAPE", std::string(op) + ": x1 and y2 must have shapes (B, C1, ...) and (B, C2, ...) with the same batch and spatial sizes, got " +
+                          shapeString(x1.shape) + " and " + shapeString(y2.shape));
+  requireSameDtype(x1, y2, op);
+  requireSameDevice(x1, y2, op);
+  CatShapes c;
+  c.B = x1.shape[0];
+  c.C1 = x1.shape[1];
+  c.C2 = y2.shape[1];
+  c.S = 1;
+  for (int64_t d = 2; d < x1.dim(); d++) c.S *= x1.shape[d];
+  c.zShape = x1.shape;
+  c.zShape[1] = c.C1 + c.C2;
+  return c;
+}
+
+// scale and shift: C values, shape (C) or (1, C, 1, ...) of z's rank.
+void checkChannelParam(const Tensor& p, const CatShapes& c, const Tensor& like, const char* op, const char* name) {
+  const int64_t C = c.C1 + c.C2;
+  bool ok = p.shape == Shape{C};
+  if (!ok && p.dim() == int64_t(c.zShape.size())) {
+    ok = true;
+    for (int64_t d = 0; d < p.dim(); d++) ok = ok && p.shape[d] == (d == 1 ? C : 1);
+  }
+  if (!ok)
+    fail("ERR_SHAPE", std::string(op) + ": " + name + " must have shape (" + std::to_string(C) + ") or (1, " + std::to_string(C) +
+                          ", 1, ...) for z of shape " + shapeString(c.zShape) + ", got " + shapeString(p.shape));
+  requireSameDtype(p, like, op);
+  requireSameDevice(p, like, op);
+}
+
+// The permutation (a CPU index tensor of C integers, each once) and its inverse.
+void readPermutation(const Tensor& perm, int64_t C, const char* op, std::vector<int64_t>& p, std::vector<int64_t>& inv) {
+  if (perm.shape != Shape{C})
+    fail("ERR_SHAPE", std::string(op) + ": perm must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
+  p.assign(size_t(C), 0);
+  inv.assign(size_t(C), -1);
+  INNFLOW_DISPATCH(perm.dtype, T, {
+    const T* v = perm.data<T>();
+    for (int64_t j = 0; j < C; j++) {
+      const double d = double(v[j]);
+      const bool inRange = d >= 0 && d < double(C);  // false for NaN
+      if (!inRange || double(int64_t(d)) != d)
+        fail("ERR_ARGUMENT", std::string(op) + ": perm value " + std::to_string(d) + " at position " + std::to_string(j) +
+                                 " is not an integer in [0, " + std::to_string(C) + ")");
+      const int64_t k = int64_t(d);
+      if (inv[k] >= 0)
+        fail("ERR_ARGUMENT", std::string(op) + ": perm is not a permutation (" + std::to_string(k) + " at positions " +
+                                 std::to_string(inv[k]) + " and " + std::to_string(j) + ")");
+      p[j] = k;
+      inv[k] = j;
+    }
+  });
+}
+
+template <class T, bool SCALE>
+void catAffinePermuteRows(const T* x1, const T* y2, const T* scale, const T* shift, const int64_t* perm, T* z,
+                          const CatShapes& c) {
+  const int64_t C = c.C1 + c.C2, S = c.S, C1 = c.C1, C2 = c.C2;
+  // the parameters in output order
+  std::vector<T> scP(SCALE ? size_t(C) : 0), shP(static_cast<size_t>(C));
+  for (int64_t j = 0; j < C; j++) {
+    if (SCALE) scP[j] = scale[perm[j]];
+    shP[j] = shift[perm[j]];
+  }
+  parallelFor(c.B, std::max<int64_t>(1, kGrain / std::max<int64_t>(C * S, 1)), [&](int64_t rb, int64_t re) {
+    for (int64_t b = rb; b < re; b++) {
+      const T* x1r = x1 + b * C1 * S;
+      const T* y2r = y2 + b * C2 * S;
+      T* zr = z + b * C * S;
+      if (S == 1) {
+        for (int64_t j = 0; j < C; j++) {
+          const int64_t k = perm[j];
+          const T v = k < C1 ? x1r[k] : y2r[k - C1];
+          zr[j] = SCALE ? v * scP[j] + shP[j] : v + shP[j];
+        }
+        continue;
+      }
+      for (int64_t j = 0; j < C; j++) {
+        const int64_t k = perm[j];
+        const T* sp = k < C1 ? x1r + k * S : y2r + (k - C1) * S;
+        T* zp = zr + j * S;
+        const T sc = SCALE ? scP[j] : T(1), sh = shP[j];
+        if (SCALE)
+          for (int64_t s = 0; s < S; s++) zp[s] = sp[s] * sc + sh;
+        else
+          for (int64_t s = 0; s < S; s++) zp[s] = sp[s] + sh;
+      }
+    }
+  });
+}
+
+// Work split over channel ranges; each channel's sums run over the batch, then the spatial positions, in order.
+template <class T, bool SCALE>
+void catAffinePermuteBackwardRows(const T* gz, const T* x1, const T* y2, const T* scale, const int64_t* inv, T* gx1,
+                                  T* gy2, T* gscale, T* gshift, const CatShapes& c) {
+  const int64_t C = c.C1 + c.C2, S = c.S, C1 = c.C1, C2 = c.C2, B = c.B;
+  parallelFor(C, std::max<int64_t>(1, kGrain / std::max<int64_t>(B * S, 1)), [&](int64_t kb, int64_t ke) {
+    std::vector<double> accSc(size_t(ke - kb), 0.0), accSh(size_t(ke - kb), 0.0);
+    for (int64_t b = 0; b < B; b++) {
+      const T* gzr = gz + b * C * S;
+      for (int64_t k = kb; k < ke; k++) {
+        const T* gp = gzr + inv[k] * S;
+        const T* sp = k < C1 ? x1 + (b * C1 + k) * S : y2 + (b * C2 + k - C1) * S;
+        T* dp = k < C1 ? gx1 + (b * C1 + k) * S : gy2 + (b * C2 + k - C1) * S;
+        const T sc = SCALE ? scale[k] : T(1);
+        double aSc = accSc[k - kb], aSh = accSh[k - kb];
+        for (int64_t s = 0; s < S; s++) {
+          const T g = gp[s];
+          dp[s] = SCALE ? g * sc : g;
+          aSh += double(g);
+          if (SCALE) aSc += double(T(g * sp[s]));
+        }
+        accSc[k - kb] = aSc;
+        accSh[k - kb] = aSh;
+      }
+    }
+    for (int64_t k = kb; k < ke; k++) {
+      if (gscale) gscale[k] = T(accSc[k - kb]);
+      if (gshift) gshift[k] = T(accSh[k - kb]);
+    }
+  });
+}
+
+Napi::Value CatAffinePermute(const Napi::CallbackInfo& info) {
+  const char* op = "catAffinePermute";
+  const Tensor& x1 = tensorArg(info, 0, "x1");
+  const Tensor& y2 = tensorArg(info, 1, "y2");
+  const bool hasScale = info.Length() > 2 && isTensor(info[2]);
+  const Tensor& shift = tensorArg(info, 3, "shift");
+  const Tensor& perm = tensorArg(info, 4, "perm");
+  const CatShapes c = checkCatShapes(x1, y2, op);
+  const int64_t C = c.C1 + c.C2;
+  Tensor scale;
+  if (hasScale) {
+    scale = tensorArg(info, 2, "scale");
+    checkChannelParam(scale, c, x1, op, "scale");
+  }
+  checkChannelParam(shift, c, x1, op, "shift");
+  requireSameDevice(perm, x1, op);
+  Tensor z = emptyLike(c.zShape, x1.dtype, x1);
+  if (x1.onCuda()) {
+    if (perm.shape != Shape{C})
+      fail("ERR_SHAPE", std::string(op) + ": perm must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
+    cudaCheck(gpu().catAffinePermute(cudaDtype(x1.dtype), x1.raw(), y2.raw(), hasScale ? scale.raw() : nullptr, shift.raw(),
+                                     perm.raw(), cudaDtype(perm.dtype), z.raw(), c.B, c.C1, c.C2, c.S),
+              op);
+  } else {
+    std::vector<int64_t> p, inv;
+    readPermutation(perm, C, op, p, inv);
+    if (z.numel() > 0) {
+      INNFLOW_DISPATCH(x1.dtype, T, {
+        if (hasScale)
+          catAffinePermuteRows<T, true>(x1.data<T>(), y2.data<T>(), scale.data<T>(), shift.data<T>(), p.data(), z.data<T>(), c);
+        else
+          catAffinePermuteRows<T, false>(x1.data<T>(), y2.data<T>(), nullptr, shift.data<T>(), p.data(), z.data<T>(), c);
+      });
+    }
+  }
+  return wrap(info.Env(), std::move(z));
+}
+
+Napi::Value CatAffinePermuteBackward(const Napi::CallbackInfo& info) {
+  const char* op = "catAffinePermute backward";
+  const Tensor& gz = tensorArg(info, 0, "gz");
+  const Tensor& x1 = tensorArg(info, 1, "x1");
+  const Tensor& y2 = tensorArg(info, 2, "y2");
+  const bool hasScale = info.Length() > 3 && isTensor(info[3]);
+  const Tensor& shift = tensorArg(info, 4, "shift");
+  const Tensor& perm = tensorArg(info, 5, "perm");
+  const bool needScale = boolArg(info, 6, "needScale") && hasScale;
+  const bool needShift = boolArg(info, 7, "needShift");
+  const CatShapes c = checkCatShapes(x1, y2, op);
+  const int64_t C = c.C1 + c.C2;
+  Tensor scale;
+  if (hasScale) {
+    scale = tensorArg(info, 3, "scale");
+    checkChannelParam(scale, c, x1, op, "scale");
+  }
+  checkChannelParam(shift, c, x1, op, "shift");
+  requireShape(gz, c.zShape, op, "gz");
+  requireSameDtype(gz, x1, op);
+  requireSameDevice(gz, x1, op);
+  requireSameDevice(perm, x1, op);
+  Tensor gx1 = emptyLike(x1.shape, x1.dtype, x1), gy2 = emptyLike(y2.shape, y2.dtype, y2);
+  Tensor gscale, gshift;
+  if (needScale) gscale = emptyLike(scale.shape, scale.dtype, x1);
+  if (needShift) gshift = emptyLike(shift.shape, shift.dtype, x1);
+  if (x1.onCuda()) {
+    if (perm.shape != Shape{C})
+      fail("ERR_SHAPE", std::string(op) + ": perm must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
+    cudaCheck(gpu().catAffinePermuteBackward(cudaDtype(x1.dtype), gz.raw(), x1.raw(), y2.raw(), hasScale ? scale.raw() : nullptr,
+                                             perm.raw(), cudaDtype(perm.dtype), gx1.raw(), gy2.raw(),
+                                             needScale ? gscale.raw() : nullptr, needShift ? gshift.raw() : nullptr, c.B,
+                                             c.C1, c.C2, c.S),
+              op);
+  } else {
+    std::vector<int64_t> p, inv;
+    readPermutation(perm, C, op, p, inv);
+    if (C > 0) {
+      INNFLOW_DISPATCH(x1.dtype, T, {
+        T* gsc = needScale ? gscale.data<T>() : nullptr;
+        T* gsh = needShift ? gshift.data<T>() : nullptr;
+        if (hasScale)
+          catAffinePermuteBackwardRows<T, true>(gz.data<T>(), x1.data<T>(), y2.data<T>(), scale.data<T>(), inv.data(),
+                                                gx1.data<T>(), gy2.data<T>(), gsc, gsh, c);
+        else
+          catAffinePermuteBackwardRows<T, false>(gz.data<T>(), x1.data<T>(), y2.data<T>(), nullptr, inv.data(),
+                                                 gx1.data<T>(), gy2.data<T>(), gsc, gsh, c);
+      });
+    }
+  }
+  Napi::Env env = info.Env();
+  Napi::Array result = Napi::Array::New(env, 4);
+  result.Set(0u, wrap(env, std::move(gx1)));
+  result.Set(1u, wrap(env, std::move(gy2)));
+  result.Set(2u, needScale ? wrap(env, std::move(gscale)) : env.Null());
+  result.Set(3u, needShift ? wrap(env, std::move(gshift)) : env.Null());
+  return result;
+}
+
 }  // namespace
 
 void registerCoupling(Napi::Env env, Napi::Object exports) {
@@ -418,6 +660,8 @@ void registerCoupling(Napi::Env env, Napi::Object exports) {
   exports.Set("couplingClampKinds", kinds);
   defineFunction(env, exports, "affineCoupling", AffineCoupling);
   defineFunction(env, exports, "affineCouplingBackward", AffineCouplingBackward);
+  defineFunction(env, exports, "catAffinePermute", CatAffinePermute);
+  defineFunction(env, exports, "catAffinePermuteBackward", CatAffinePermuteBackward);
 }
 
 }  // namespace innflow

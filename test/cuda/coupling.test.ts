@@ -47,3 +47,46 @@ describeCuda('affineCoupling (CUDA vs CPU)', () => {
       expectCode(() => ops.affineCoupling(a, x2 as Tensor), 'ERR_DEVICE')
     }))
 })
+
+/** A fixed permutation of 0..n−1 (reversed, then the first half rotated by one). */
+function permutation(n: number): number[] {
+  const p = Array.from({ length: n }, (_, i) => n - 1 - i)
+  const h = Math.floor(n / 2)
+  return [...p.slice(1, h), ...(h > 0 ? [p[0]] : []), ...p.slice(h)]
+}
+
+describeCuda('catAffinePermute (CUDA vs CPU)', () => {
+  // [x1 shape, C2, parameters as (C) or (1, C, 1, ...)]: vectors, a batch·spatial size above a thread block that
+  // does not divide it, C above 256
+  const cases: [number[], number, boolean][] = [
+    [[5, 3], 2, true],
+    [[3, 4, 11, 13], 3, false],
+    [[2, 200, 3], 100, false],
+  ]
+  for (const [dtype, tol] of dtypes)
+    for (const [x1Shape, c2, flat] of cases)
+      for (const withScale of [true, false])
+        test(`${dtype} x1 (${x1Shape.join(', ')}) C2 ${c2} ${withScale ? 'with' : 'without'} scale`, () => {
+          const c = x1Shape[1] + c2
+          const pShape = flat ? [c] : [1, c, ...x1Shape.slice(2).map(() => 1)]
+          const inputs = [
+            { shape: x1Shape },
+            { shape: [x1Shape[0], c2, ...x1Shape.slice(2)] },
+            { shape: pShape },
+            { shape: [c], values: permutation(c), grad: false },
+            ...(withScale ? [{ shape: pShape, lo: 0.2, hi: 3 }] : []),
+          ]
+          compareWithCpu(inputs, (x1, y2, shift, perm, scale) => ops.catAffinePermute(x1, y2, scale ?? null, shift, perm), { dtype, tol })
+        })
+
+  test('a perm that is not a permutation gives NaN; mixed devices → ERR_DEVICE', () =>
+    tidy(() => {
+      const x1 = tensor([1, 2, 3, 4], [2, 2], { device: 'cuda' })
+      const y2 = tensor([5, 6], [2, 1], { device: 'cuda' })
+      const shift = tensor([0, 0, 0], [3], { device: 'cuda' })
+      const z = ops.catAffinePermute(x1, y2, null, shift, tensor([0, 1, 1], [3], { device: 'cuda' }))
+      expect(Array.from(z.toArray()).every(Number.isNaN)).toBe(true)
+      expectCode(() => ops.catAffinePermute(x1, y2, null, shift, tensor([0, 1, 2], [3])), 'ERR_DEVICE')
+      expectCode(() => ops.catAffinePermute(x1, tensor([5, 6], [2, 1]), null, shift, tensor([0, 1, 2], [3], { device: 'cuda' })), 'ERR_DEVICE')
+    }))
+})

@@ -238,3 +238,159 @@ describe('affineCoupling: shapes and errors', () => {
       expectCode(() => ops.affineCoupling(a, gone), 'ERR_DISPOSED')
     }))
 })
+
+// ------------------------------------------------------------------------------------------------ catAffinePermute
+
+/** A fixed permutation of 0..n−1 (a seeded shuffle). */
+function permutation(n: number, seed: number): number[] {
+  const r = randomValues(n, seed, 0, 1)
+  const p = Array.from({ length: n }, (_, i) => i)
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r[i] * (i + 1))
+    ;[p[i], p[j]] = [p[j], p[i]]
+  }
+  return p
+}
+
+/** AllInOneBlock's chain before fusion: cat, ·scale, +shift, indexSelect. */
+function catChain(x1: Tensor, y2: Tensor, scale: Tensor | null, shift: Tensor, perm: Tensor): Tensor {
+  const z = ops.cat([x1, y2], 1)
+  return (scale ? z.mul(scale) : z).add(shift).indexSelect(1, perm)
+}
+
+/** The (1, C, 1, ...) shape of a per-channel parameter for z of rank `rank`, or (C) for vectors. */
+const paramShape = (c: number, rank: number, flat: boolean): number[] => (flat ? [c] : [1, c, ...new Array<number>(rank - 2).fill(1)])
+
+describe('catAffinePermute', () => {
+  // [x1 shape, C2, parameters as (C) or (1, C, 1, ...)]
+  const cases: [string, number[], number, boolean][] = [
+    ['vectors, (C) parameters', [5, 4], 3, true],
+    ['vectors, (1, C) parameters', [5, 4], 3, false],
+    ['images', [3, 3, 4, 5], 2, false],
+    ['1-D spatial', [2, 2, 7], 2, false],
+    ['one channel each', [4, 1, 3], 1, false],
+  ]
+
+  /** z and the gradients of x1, y2, scale, shift under a fixed weighting, by op or chain. */
+  function run(useOp: boolean, dtype: 'float32' | 'float64', x1Shape: number[], c2: number, flat: boolean, withScale: boolean) {
+    return tidy(() => {
+      const c = x1Shape[1] + c2
+      const y2Shape = [x1Shape[0], c2, ...x1Shape.slice(2)]
+      const x1 = make(x1Shape, 81, dtype)
+      const y2 = make(y2Shape, 82, dtype)
+      const scale = withScale ? make(paramShape(c, x1Shape.length, flat), 83, dtype, 0.2, 3) : null
+      const shift = make(paramShape(c, x1Shape.length, flat), 84, dtype)
+      const perm = tensor(permutation(c, 85), [c], { dtype })
+      const leaves = [x1, y2, shift, ...(scale ? [scale] : [])]
+      for (const l of leaves) l.requiresGrad = true
+      const z = useOp ? ops.catAffinePermute(x1, y2, scale, shift, perm) : catChain(x1, y2, scale, shift, perm)
+      const w = make([...z.shape], 86, dtype)
+      z.mul(w).sum().backward()
+      return { z: Array.from(z.toArray()), shape: [...z.shape], grads: leaves.map((l) => Array.from((l.grad as Tensor).toArray())) }
+    })
+  }
+
+  for (const [what, x1Shape, c2, flat] of cases)
+    for (const withScale of [true, false])
+      test(`${what}, ${withScale ? 'with' : 'without'} scale: float64 equals the op chain`, () => {
+        const op = run(true, 'float64', x1Shape, c2, flat, withScale)
+        const ref = run(false, 'float64', x1Shape, c2, flat, withScale)
+        expect(op.shape).toEqual([x1Shape[0], x1Shape[1] + c2, ...x1Shape.slice(2)])
+        expect(op.z).toEqual(ref.z) // bit for bit
+        expect(op.grads.length).toBe(ref.grads.length)
+        op.grads.forEach((g, i) => expect(g).toEqual(ref.grads[i])) // the same sums in the same order
+      })
+
+  for (const withScale of [true, false])
+    test(`float32 agrees with float64 and with the float32 chain (${withScale ? 'with' : 'without'} scale)`, () => {
+      const op32 = run(true, 'float32', [6, 5, 3, 2], 4, false, withScale)
+      const op64 = run(true, 'float64', [6, 5, 3, 2], 4, false, withScale)
+      const ref32 = run(false, 'float32', [6, 5, 3, 2], 4, false, withScale)
+      expect(relErr(op32.z, op64.z)).toBeLessThanOrEqual(1e-6)
+      expect(op32.z).toEqual(ref32.z)
+      op32.grads.forEach((g, i) => {
+        expect(relErr(g, op64.grads[i])).toBeLessThanOrEqual(1e-6)
+        expect(relErr(g, ref32.grads[i])).toBeLessThanOrEqual(1e-7)
+      })
+    })
+
+  for (const [what, x1Shape, c2, flat] of cases.slice(1, 4))
+    for (const withScale of [true, false])
+      test(`finite-difference gradients: ${what}, ${withScale ? 'with' : 'without'} scale`, () => {
+        const c = x1Shape[1] + c2
+        const y2Shape = [x1Shape[0], c2, ...x1Shape.slice(2)]
+        const pShape = paramShape(c, x1Shape.length, flat)
+        const size = (s: number[]) => s.reduce((p, q) => p * q, 1)
+        const perm = permutation(c, 91)
+        const inputs = [
+          { values: randomValues(size(x1Shape), 92), shape: x1Shape },
+          { values: randomValues(size(y2Shape), 93), shape: y2Shape },
+          { values: randomValues(c, 94), shape: pShape },
+          ...(withScale ? [{ values: randomValues(c, 95, 0.3, 2), shape: pShape }] : []),
+        ]
+        gradCheck(
+          (x1, y2, shift, scale) => ops.catAffinePermute(x1, y2, scale ?? null, shift, tensor(perm, [c], { dtype: 'float64' })),
+          inputs,
+          1e-7,
+        )
+      })
+
+  test('only the inputs that need a gradient get one; nothing is recorded under noGrad', () =>
+    tidy(() => {
+      const x1 = make([2, 2], 101, 'float64')
+      const y2 = make([2, 1], 102, 'float64')
+      const scale = make([3], 103, 'float64')
+      const shift = make([3], 104, 'float64')
+      const perm = tensor([2, 0, 1], [3], { dtype: 'float64' })
+      expect(ops.catAffinePermute(x1, y2, scale, shift, perm).requiresGrad).toBe(false)
+      shift.requiresGrad = true
+      expect(noGrad(() => ops.catAffinePermute(x1, y2, scale, shift, perm)).requiresGrad).toBe(false)
+      const z = ops.catAffinePermute(x1, y2, scale, shift, perm)
+      const [gsh, gx1] = grad(z.sum(), [shift, x1])
+      expect(Array.from((gsh as Tensor).toArray())).toEqual([2, 2, 2])
+      expect(gx1).toBeNull()
+      // z[:, j] = src[:, perm[j]]·scale[perm[j]] + shift[perm[j]]
+      const zs = Array.from(z.toArray())
+      const src = [x1.toArray(), y2.toArray()]
+      const sc = scale.toArray()
+      const sh = shift.toArray()
+      const s = (b: number, k: number) => (k < 2 ? src[0][b * 2 + k] : src[1][b])
+      expect(zs).toEqual([0, 1].flatMap((b) => [2, 0, 1].map((k) => s(b, k) * sc[k] + sh[k])))
+    }))
+
+  test('empty batch', () =>
+    tidy(() => {
+      const z = ops.catAffinePermute(tensor([], [0, 2]), tensor([], [0, 1]), null, tensor([1, 2, 3], [3]), tensor([1, 2, 0], [3]))
+      expect(z.shape).toEqual([0, 3])
+    }))
+
+  test('bad shapes → ERR_SHAPE, bad permutations → ERR_ARGUMENT, mixed dtypes → ERR_DTYPE', () =>
+    tidy(() => {
+      const x1 = make([2, 3, 4], 111, 'float64')
+      const y2 = make([2, 2, 4], 112, 'float64')
+      const p5 = make([1, 5, 1], 113, 'float64')
+      const perm = tensor([4, 0, 3, 1, 2], [5], { dtype: 'float64' })
+      const f = (a: Tensor, b: Tensor, sc: Tensor | null, sh: Tensor, p: Tensor) => () => ops.catAffinePermute(a, b, sc, sh, p)
+      expect(f(x1, y2, p5, p5, perm)().shape).toEqual([2, 5, 4])
+      expectCode(f(x1, make([3, 2, 4], 114, 'float64'), p5, p5, perm), 'ERR_SHAPE') // batch differs
+      expectCode(f(x1, make([2, 2, 5], 115, 'float64'), p5, p5, perm), 'ERR_SHAPE') // spatial differs
+      expectCode(f(x1, make([2, 2], 116, 'float64'), p5, p5, perm), 'ERR_SHAPE') // rank differs
+      expectCode(f(make([6], 117, 'float64'), make([2], 117, 'float64'), null, make([8], 118, 'float64'), perm), 'ERR_SHAPE') // no channel axis
+      expectCode(f(x1, y2, make([1, 4, 1], 119, 'float64'), p5, perm), 'ERR_SHAPE') // scale: C − 1 values
+      expectCode(f(x1, y2, p5, make([5, 1, 1], 120, 'float64'), perm), 'ERR_SHAPE') // shift: C values on the wrong axis
+      expectCode(f(x1, y2, p5, make([1, 5], 121, 'float64'), perm), 'ERR_SHAPE') // shift: rank neither 1 nor z's
+      expectCode(f(x1, y2, p5, p5, tensor([0, 1, 2, 3], [4], { dtype: 'float64' })), 'ERR_SHAPE') // perm too short
+      expectCode(f(x1, y2, p5, p5, tensor([0, 1, 2, 3, 4, 0], [2, 3], { dtype: 'float64' })), 'ERR_SHAPE') // perm not 1-D
+      expectCode(f(x1, y2, p5, p5, tensor([0, 1, 2, 3, 5], [5], { dtype: 'float64' })), 'ERR_ARGUMENT') // out of range
+      expectCode(f(x1, y2, p5, p5, tensor([0, 1, 2, 3, -1], [5], { dtype: 'float64' })), 'ERR_ARGUMENT') // negative
+      expectCode(f(x1, y2, p5, p5, tensor([0, 1, 2, 3, 1.5], [5], { dtype: 'float64' })), 'ERR_ARGUMENT') // not an integer
+      expectCode(f(x1, y2, p5, p5, tensor([0, 1, 2, 3, Number.NaN], [5], { dtype: 'float64' })), 'ERR_ARGUMENT') // NaN
+      expectCode(f(x1, y2, p5, p5, tensor([0, 1, 2, 2, 4], [5], { dtype: 'float64' })), 'ERR_ARGUMENT') // a repeat
+      expectCode(f(x1, y2.to({ dtype: 'float32' }), p5, p5, perm), 'ERR_DTYPE')
+      expectCode(f(x1, y2, p5.to({ dtype: 'float32' }), p5, perm), 'ERR_DTYPE')
+      expectCode(f(x1, 3 as unknown as Tensor, p5, p5, perm), 'ERR_ARGUMENT')
+      const gone = make([2, 2, 4], 122, 'float64')
+      gone.dispose()
+      expectCode(f(x1, gone, p5, p5, perm), 'ERR_DISPOSED')
+    }))
+})
