@@ -290,6 +290,15 @@ export class AllInOneBlock extends InvertibleModule {
   }
 
   /**
+   * z = P·(cat(x1, y2)·Ψ + b): for a hard permutation one fused op (the same roundings as cat, mul, add,
+   * indexSelect, in one pass and one tape entry), else the concatenation and {@link affineAndPermute}.
+   */
+  private catAffineAndPermute(x1: Tensor, y2: Tensor, psi: Tensor | null, w: Tensor | null): Tensor {
+    if (this.permKind === 'hard') return ops.catAffinePermute(x1, y2, psi, this.globalOffset, this.wPerm as Tensor)
+    return this.affineAndPermute(ops.cat([x1, y2], 1), psi, false, w)
+  }
+
+  /**
    * Forward (x → z) or, with rev, reverse (z → x). Returns `[[out], logJacDet]`, logJacDet of shape (batch,),
    * computed whatever `jac` says (as FrEIA; PushForward densities rely on it).
    */
@@ -308,10 +317,12 @@ export class AllInOneBlock extends InvertibleModule {
     // fused op (the same operations as the op chain out.mul(0.1), split, div, tanh, mul, mean, sub, exp, ...)
     const [y2, coupledLogDet] = this.couple(out, x2, rev)
     let logDet = rev ? coupledLogDet.neg() : coupledLogDet
-    let z = ops.cat([x1, y2], 1)
-
-    if (!rev) z = this.affineAndPermute(z, psi, false, w)
-    else if (this.reversePre) z = this.permuteOnly(z, false, w)
+    let z: Tensor
+    if (!rev) z = this.catAffineAndPermute(x1, y2, psi, w)
+    else {
+      z = ops.cat([x1, y2], 1)
+      if (this.reversePre) z = this.permuteOnly(z, false, w)
+    }
     if (psi) logDet = logDet.add(psi.log().sum().mul(this.nPix))
     return [[z], rev ? logDet.neg() : logDet]
   }
@@ -350,7 +361,7 @@ export class AllInOneBlock extends InvertibleModule {
     x2.requiresGrad = needInput
     const [y2, coupledLogDet] = this.couple(a, x2, false)
     let logDet = coupledLogDet
-    const out = this.affineAndPermute(ops.cat([x1, y2], 1), psi, false, w)
+    const out = this.catAffineAndPermute(x1, y2, psi, w)
     if (psi) logDet = logDet.add(psi.log().sum().mul(this.nPix))
     return {
       x: noGrad(() => ops.cat([x1Value, x2Value], 1)),
