@@ -208,8 +208,9 @@ int backward(int kind, int dtype, const void* gy2, const void* gLogDet, const vo
 }
 
 // ------------------------------------------------------------------------------------------------ catAffinePermute
-// A one-block kernel inverts perm into inv[0..C) and sets inv[C] to 1 unless perm is a permutation of 0..C−1
-// (every k found at a position i with perm[i] = k: C values onto C values); the other kernels then write NaN.
+// A one-block kernel inverts perm into inv[0..C), sets inv[C] to 1 unless perm is a permutation of 0..C−1
+// (every k found at a position i with perm[i] = k: C values onto C values; the other kernels then write NaN)
+// and copies perm as integers to inv[C + 1 ..].
 // The backward gives each channel k of src a thread block: gsrc[:, k] and the two sums over (batch, S) in a
 // fixed tree, no atomics.
 
@@ -230,7 +231,9 @@ __global__ void invertPermKernel(const I* __restrict__ perm, int64_t C, int64_t*
   __syncthreads();
   for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
     const double v = double(perm[j]);
-    if (validIndexOf(v, C)) inv[int64_t(v)] = j;  // a repeated value: one of its positions wins, caught below
+    const bool valid = validIndexOf(v, C);
+    if (valid) inv[int64_t(v)] = j;  // a repeated value: one of its positions wins, caught below
+    inv[C + 1 + j] = valid ? int64_t(v) : 0;
   }
   __syncthreads();
   int ok = 1;
@@ -292,9 +295,9 @@ __global__ void catAffinePermuteBackwardKernel(const T* __restrict__ gz, const T
   }
 }
 
-// inv (C + 1 values) for perm, in a scratch buffer that lives as long as `buf`.
+// inv, the flag and perm (2C + 1 values) for perm, in a scratch buffer that lives as long as `buf`.
 int invertPerm(const void* perm, int indexDtype, int64_t C, Scratch& buf, const char* op) {
-  int rc = buf.alloc(size_t(C + 1) * sizeof(int64_t));
+  int rc = buf.alloc(size_t(2 * C + 1) * sizeof(int64_t));
   if (rc != INNFLOW_CUDA_OK) return rc;
   return withDtype(indexDtype, [&](auto itag) -> int {
     using I = decltype(itag);
@@ -343,9 +346,113 @@ int catAffinePermuteBackward(int dtype, const void* gz, const void* x1, const vo
   });
 }
 
+// ------------------------------------------------------------------------------------------------ permuteAffineSplit
+// perm here is the gather index of the reverse pass (perm⁻¹ of the forward): src[:, k] = f(z[:, perm[k]]); the
+// kernels read it from the checked copy in the scratch buffer (index = inv + C + 1).
+
+template <class T>
+__global__ void permuteAffineSplitKernel(const T* __restrict__ z, const T* __restrict__ scale, const T* __restrict__ shift,
+                                         const int64_t* __restrict__ inv, T* __restrict__ x1, T* __restrict__ x2,
+                                         int64_t B, int64_t C1, int64_t C2, int64_t S) {
+  const int64_t C = C1 + C2;
+  const bool bad = inv[C] != 0;
+  // i runs over src = cat(x1, x2) as [B, C, S]
+  INNFLOW_GRID_STRIDE(i, B * C * S) {
+    const int64_t s = i % S, t = i / S, k = t % C, b = t / C;
+    T* dst = k < C1 ? x1 + (b * C1 + k) * S + s : x2 + (b * C2 + k - C1) * S + s;
+    if (bad) {
+      *dst = nanValue<T>();
+      continue;
+    }
+    const T w = z[(b * C + inv[C + 1 + k]) * S + s] - shift[k];
+    *dst = scale ? w / scale[k] : w;
+  }
+}
+
+template <class T>
+__global__ void permuteAffineSplitBackwardKernel(const T* __restrict__ gx1, const T* __restrict__ gx2, const T* __restrict__ z,
+                                                 const T* __restrict__ scale, const T* __restrict__ shift,
+                                                 const int64_t* __restrict__ inv, T* __restrict__ gz, T* __restrict__ gscale,
+                                                 T* __restrict__ gshift, int64_t B, int64_t C1, int64_t C2, int64_t S) {
+  __shared__ double tree[kMaxThreads];
+  const int64_t C = C1 + C2;
+  const bool bad = inv[C] != 0;
+  for (int64_t k = blockIdx.x; k < C; k += gridDim.x) {
+    const int64_t j = bad ? 0 : inv[C + 1 + k];
+    const T sh = shift[k], sc = scale ? scale[k] : T(1);
+    const T rsc = T(1) / sc, sc2 = sc * sc;
+    const T* g = k < C1 ? gx1 : gx2;
+    double pSc = 0, pSh = 0;
+    for (int64_t idx = threadIdx.x; idx < B * S; idx += blockDim.x) {
+      const int64_t b = idx / S, s = idx % S;
+      const int64_t at = k < C1 ? (b * C1 + k) * S + s : (b * C2 + k - C1) * S + s;
+      const int64_t zi = (b * C + j) * S + s;
+      const T gv = bad ? nanValue<T>() : g ? g[at] : T(0);
+      const T gw = scale ? gv * rsc : gv;
+      if (!bad) gz[zi] = gw;
+      pSh += double(-gw);
+      if (scale) pSc += double(gv * (-(z[zi] - sh) / sc2));
+    }
+    const double sumSc = blockSum(pSc, tree);
+    const double sumSh = blockSum(pSh, tree);
+    if (threadIdx.x == 0) {
+      if (gscale) gscale[k] = T(sumSc);
+      if (gshift) gshift[k] = T(sumSh);
+    }
+  }
+}
+
+// With a bad perm the backward above cannot place gz through inv: this fills it with NaN.
+template <class T>
+__global__ void nanFillKernel(const int64_t* __restrict__ inv, int64_t C, T* __restrict__ out, int64_t n) {
+  if (inv[C] == 0) return;
+  INNFLOW_GRID_STRIDE(i, n) out[i] = nanValue<T>();
+}
+
+int permuteAffineSplit(int dtype, const void* z, const void* scale, const void* shift, const void* perm, int indexDtype,
+                       void* x1, void* x2, int64_t B, int64_t C1, int64_t C2, int64_t S) {
+  const int64_t C = C1 + C2, total = B * C * S;
+  if (total <= 0) return INNFLOW_CUDA_OK;
+  Scratch inv;
+  int rc = invertPerm(perm, indexDtype, C, inv, "permuteAffineSplit (perm)");
+  if (rc != INNFLOW_CUDA_OK) return rc;
+  return withDtype(dtype, [&](auto tag) -> int {
+    using T = decltype(tag);
+    permuteAffineSplitKernel<T><<<gridFor(total), kBlock, 0, stream()>>>(
+        static_cast<const T*>(z), static_cast<const T*>(scale), static_cast<const T*>(shift), inv.as<int64_t>(),
+        static_cast<T*>(x1), static_cast<T*>(x2), B, C1, C2, S);
+    INNFLOW_LAUNCHED("permuteAffineSplit");
+    return INNFLOW_CUDA_OK;
+  });
+}
+
+int permuteAffineSplitBackward(int dtype, const void* gx1, const void* gx2, const void* z, const void* scale,
+                               const void* shift, const void* perm, int indexDtype, void* gz, void* gscale, void* gshift,
+                               int64_t B, int64_t C1, int64_t C2, int64_t S) {
+  const int64_t C = C1 + C2;
+  if (C <= 0) return INNFLOW_CUDA_OK;
+  Scratch inv;
+  int rc = invertPerm(perm, indexDtype, C, inv, "permuteAffineSplit backward (perm)");
+  if (rc != INNFLOW_CUDA_OK) return rc;
+  return withDtype(dtype, [&](auto tag) -> int {
+    using T = decltype(tag);
+    permuteAffineSplitBackwardKernel<T><<<blocksFor(C), threadsFor(B * S), 0, stream()>>>(
+        static_cast<const T*>(gx1), static_cast<const T*>(gx2), static_cast<const T*>(z), static_cast<const T*>(scale),
+        static_cast<const T*>(shift), inv.as<int64_t>(), static_cast<T*>(gz), static_cast<T*>(gscale),
+        static_cast<T*>(gshift), B, C1, C2, S);
+    INNFLOW_LAUNCHED("permuteAffineSplit backward");
+    if (B * C * S > 0) {
+      nanFillKernel<T><<<gridFor(B * C * S), kBlock, 0, stream()>>>(inv.as<int64_t>(), C, static_cast<T*>(gz), B * C * S);
+      INNFLOW_LAUNCHED("permuteAffineSplit backward");
+    }
+    return INNFLOW_CUDA_OK;
+  });
+}
+
 }  // namespace
 
 extern "C" const InnflowCudaCoupling* innflow_cuda_coupling(void) {
-  static const InnflowCudaCoupling table = {forward, backward, catAffinePermute, catAffinePermuteBackward};
+  static const InnflowCudaCoupling table = {forward, backward, catAffinePermute, catAffinePermuteBackward, permuteAffineSplit,
+                                                permuteAffineSplitBackward};
   return &table;
 }

@@ -38,6 +38,17 @@ typedef struct {
   int (*catAffinePermuteBackward)(int dtype, const void* gz, const void* x1, const void* y2, const void* scale,
                                   const void* perm, int indexDtype, void* gx1, void* gy2, void* gscale, void* gshift,
                                   int64_t B, int64_t C1, int64_t C2, int64_t S);
+
+  // permuteAffineSplit, the inverse: z: [B, C, S] -> x1: [B, C1, S], x2: [B, C2, S] with
+  // src[:, k] = (z[:, perm[k]] − shift[k]) / scale[k] (scale NULL: no division), src = cat(x1, x2) along 1;
+  // perm is the gather index here (the forward's inverse permutation), NaN results unless a permutation.
+  int (*permuteAffineSplit)(int dtype, const void* z, const void* scale, const void* shift, const void* perm,
+                            int indexDtype, void* x1, void* x2, int64_t B, int64_t C1, int64_t C2, int64_t S);
+
+  // Its backward: gx1, gx2 or NULL (zeros); gz (always written), gscale, gshift: [C] or NULL.
+  int (*permuteAffineSplitBackward)(int dtype, const void* gx1, const void* gx2, const void* z, const void* scale,
+                                    const void* shift, const void* perm, int indexDtype, void* gz, void* gscale,
+                                    void* gshift, int64_t B, int64_t C1, int64_t C2, int64_t S);
 } InnflowCudaCoupling;
 
 const InnflowCudaCoupling* innflow_cuda_coupling(void);

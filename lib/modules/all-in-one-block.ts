@@ -264,18 +264,14 @@ export class AllInOneBlock extends InvertibleModule {
   }
 
   /**
-   * The global affine and the permutation: z = P·(u·Ψ + b), or its inverse u = (P⁻¹·z − b)/Ψ. For rotations the
-   * per-channel scale and offset are folded into the C×C matrix and a bias, so the data pass once through one
-   * linear/1×1 convolution.
+   * The global affine and the rotation: z = W·(u·Ψ + b), or its inverse u = (Wᵀ·z − b)/Ψ. The per-channel scale
+   * and offset are folded into the C×C matrix and a bias, so the data pass once through one linear/1×1
+   * convolution. (A hard permutation takes the fused ops of {@link catAffineAndPermute} and
+   * {@link unpermuteAffineSplit} instead.)
    */
   private affineAndPermute(x: Tensor, psi: Tensor | null, rev: boolean, w: Tensor | null): Tensor {
     const b = this.globalOffset
     const c = this.channels
-    if (this.permKind === 'hard') {
-      if (!rev) return (psi ? x.mul(psi) : x).add(b).indexSelect(1, this.wPerm as Tensor)
-      const v = x.indexSelect(1, this.wPermInv as Tensor).sub(b)
-      return psi ? v.div(psi) : v
-    }
     const bRow = b.reshape([1, c])
     if (!rev) {
       // W·(Ψ ⊙ u + b) = (W·diag Ψ)·u + W·b
@@ -299,6 +295,16 @@ export class AllInOneBlock extends InvertibleModule {
   }
 
   /**
+   * The inverse: [x1, x2] = split((P⁻¹·z − b)/Ψ): for a hard permutation one fused op (the roundings of
+   * indexSelect, sub, div, split), else {@link affineAndPermute} and split.
+   */
+  private unpermuteAffineSplit(z: Tensor, psi: Tensor | null, w: Tensor | null): [Tensor, Tensor] {
+    if (this.permKind === 'hard') return ops.permuteAffineSplit(z, psi, this.globalOffset, this.wPermInv as Tensor, this.splits[0])
+    const [x1, x2] = this.affineAndPermute(z, psi, true, w).split(this.splits, 1)
+    return [x1, x2]
+  }
+
+  /**
    * Forward (x → z) or, with rev, reverse (z → x). Returns `[[out], logJacDet]`, logJacDet of shape (batch,),
    * computed whatever `jac` says (as FrEIA; PushForward densities rely on it).
    */
@@ -308,10 +314,12 @@ export class AllInOneBlock extends InvertibleModule {
     const psi = this.gin ? null : this.globalScaleActivation()
     const w = this.permKind === 'soft' ? this.rotation() : null
     let h = x[0]
-    if (rev) h = this.affineAndPermute(h, psi, true, w)
-    else if (this.reversePre) h = this.permuteOnly(h, true, w)
-
-    const [x1, x2] = h.split(this.splits, 1)
+    let x1: Tensor, x2: Tensor
+    if (rev) [x1, x2] = this.unpermuteAffineSplit(h, psi, w)
+    else {
+      if (this.reversePre) h = this.permuteOnly(h, true, w)
+      ;[x1, x2] = h.split(this.splits, 1)
+    }
     const out = this.subnetOutput(x1, cs)
     // a = 0.1·out = [a_s | t], s = α·tanh(a_s/α) (GIN: centred), y2 = x2·e^s + t or (x2 − t)·e^{−s}, ±Σ s: one
     // fused op (the same operations as the op chain out.mul(0.1), split, div, tanh, mul, mean, sub, exp, ...)
@@ -352,7 +360,7 @@ export class AllInOneBlock extends InvertibleModule {
     const cs = this.checkConditions(c, y.shape[0])
     const psi = this.gin ? null : this.globalScaleActivation()
     const w = this.permKind === 'soft' ? this.rotation() : null
-    const [x1Value, y2Value] = noGrad(() => this.affineAndPermute(y, psi, true, w).split(this.splits, 1))
+    const [x1Value, y2Value] = noGrad(() => this.unpermuteAffineSplit(y, psi, w))
     const x1 = x1Value.detach()
     x1.requiresGrad = needInput
     const a = this.subnetOutput(x1, cs)

@@ -139,3 +139,51 @@ export function catAffinePermute(x1: Tensor, y2: Tensor, scale: Tensor | null, s
   })
   return z
 }
+
+interface PermuteAffineSplitBinding {
+  permuteAffineSplit(z: NativeTensor, scale: NativeTensor | null, shift: NativeTensor, index: NativeTensor, c1: number): [NativeTensor, NativeTensor]
+  permuteAffineSplitBackward(
+    gx1: NativeTensor | null, gx2: NativeTensor | null, z: NativeTensor, scale: NativeTensor | null, shift: NativeTensor, index: NativeTensor,
+    c1: number, needScale: boolean, needShift: boolean,
+  ): [NativeTensor, NativeTensor | null, NativeTensor | null]
+}
+const Q = bindingFor<PermuteAffineSplitBinding>()
+
+/**
+ * The inverse of {@link catAffinePermute}, AllInOneBlock's reverse pass up to the coupling in one op:
+ *   src[:, k] = (z[:, index[k]] − shift[k]) / scale[k]   (without scale: z[:, index[k]] − shift[k]),
+ *   [x1, x2] = [src[:, :c1], src[:, c1:]]
+ * with the roundings of `indexSelect(1, index)`, `sub`, `div`, `split` (float64 results are that chain's).
+ * z: (B, C, *spatial); scale (or null), shift: C values, (C) or (1, C, 1, ...); index: the inverse of
+ * catAffinePermute's perm (a 1-D tensor holding a permutation of 0..C−1: ERR_ARGUMENT otherwise, NaN results on
+ * CUDA); 0 ≤ c1 ≤ C. Differentiable in z, scale and shift.
+ */
+export function permuteAffineSplit(z: Tensor, scale: Tensor | null, shift: Tensor, index: Tensor, c1: number): [Tensor, Tensor] {
+  const fn = 'permuteAffineSplit'
+  void checkTensor(fn, 'z', z).handle
+  if (scale !== null) void checkTensor(fn, 'scale', scale).handle
+  void checkTensor(fn, 'shift', shift).handle
+  void checkTensor(fn, 'index', index).handle
+  if (typeof c1 !== 'number' || !Number.isInteger(c1)) throw argumentError(fn, 'c1', 'an integer', c1)
+  for (const [name, t] of [['scale', scale], ['shift', shift]] as [string, Tensor | null][]) {
+    if (t === null) continue
+    if (t.dtype !== z.dtype) throw new InnflowError('ERR_DTYPE', `${fn}: dtypes differ (z is ${z.dtype}, ${name} is ${t.dtype})`)
+    if (t.device !== z.device) throw new InnflowError('ERR_DEVICE', `${fn}: z is on ${z.device} but ${name} is on ${t.device}`)
+  }
+  if (index.device !== z.device) throw new InnflowError('ERR_DEVICE', `${fn}: z is on ${z.device} but index is on ${index.device}`)
+  const [h1, h2] = Q.permuteAffineSplit(z.handle, scale ? scale.handle : null, shift.handle, index.handle, c1)
+  const x1 = fromHandle(h1)
+  const x2 = fromHandle(h2)
+  const inputs = scale ? [z, shift, scale] : [z, shift]
+  record(fn, inputs, [x1, x2], ([g1, g2]) => {
+    if (!g1 && !g2) return inputs.map(() => null)
+    const [gz, gsc, gsh] = Q.permuteAffineSplitBackward(
+      g1 ? g1.handle : null, g2 ? g2.handle : null, z.handle, scale ? scale.handle : null, shift.handle, index.handle, c1,
+      !!scale && scale.requiresGrad, shift.requiresGrad,
+    )
+    const grads: (Tensor | null)[] = [fromHandle(gz), gsh && fromHandle(gsh)]
+    if (scale) grads.push(gsc && fromHandle(gsc))
+    return grads
+  })
+  return [x1, x2]
+}

@@ -463,9 +463,10 @@ void checkChannelParam(const Tensor& p, const CatShapes& c, const Tensor& like, 
 }
 
 // The permutation (a CPU index tensor of C integers, each once) and its inverse.
-void readPermutation(const Tensor& perm, int64_t C, const char* op, std::vector<int64_t>& p, std::vector<int64_t>& inv) {
+void readPermutation(const Tensor& perm, int64_t C, const char* op, std::vector<int64_t>& p, std::vector<int64_t>& inv,
+                     const char* name = "perm") {
   if (perm.shape != Shape{C})
-    fail("ERR_SHAPE", std::string(op) + ": perm must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
+    fail("ERR_SHAPE", std::string(op) + ": " + name + " must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
   p.assign(size_t(C), 0);
   inv.assign(size_t(C), -1);
   INNFLOW_DISPATCH(perm.dtype, T, {
@@ -474,11 +475,11 @@ void readPermutation(const Tensor& perm, int64_t C, const char* op, std::vector<
       const double d = double(v[j]);
       const bool inRange = d >= 0 && d < double(C);  // false for NaN
       if (!inRange || double(int64_t(d)) != d)
-        fail("ERR_ARGUMENT", std::string(op) + ": perm value " + std::to_string(d) + " at position " + std::to_string(j) +
+        fail("ERR_ARGUMENT", std::string(op) + ": " + name + " value " + std::to_string(d) + " at position " + std::to_string(j) +
                                  " is not an integer in [0, " + std::to_string(C) + ")");
       const int64_t k = int64_t(d);
       if (inv[k] >= 0)
-        fail("ERR_ARGUMENT", std::string(op) + ": perm is not a permutation (" + std::to_string(k) + " at positions " +
+        fail("ERR_ARGUMENT", std::string(op) + ": " + name + " is not a permutation (" + std::to_string(k) + " at positions " +
                                  std::to_string(inv[k]) + " and " + std::to_string(j) + ")");
       p[j] = k;
       inv[k] = j;
@@ -652,6 +653,202 @@ Napi::Value CatAffinePermuteBackward(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// ------------------------------------------------------------------------------------------------ permuteAffineSplit
+//
+// permuteAffineSplit(z: [B, C, *S], scale | null, shift, index, c1) -> [x1: [B, c1, *S], x2: [B, C − c1, *S]]
+//   src[:, k] = (z[:, index[k]] − shift[k]) / scale[k] (without scale: z[:, index[k]] − shift[k]), split at c1
+//   index is the inverse permutation perm⁻¹ (the index of indexSelect in the chain; a permutation, checked)
+// permuteAffineSplitBackward(gx1 | null, gx2 | null, z, scale | null, shift, index, c1, needScale, needShift)
+//     -> [gz, gscale | null, gshift | null]
+//   w = z[:, index[k]] − shift[k],  gw = gsrc[:, k]·(1/scale[k]),  gz[:, index[k]] = gw,
+//   gscale[k] = Σ gsrc·(−w/scale[k]²),  gshift[k] = Σ (−gw)
+// The inverse of catAffinePermute: AllInOneBlock's reverse pass (indexSelect(1, index), −b, /Ψ, split), with
+// that chain's roundings (the derivatives as the elementwise family writes them), so float64 agrees bit for bit.
+
+template <class T, bool SCALE>
+void permuteAffineSplitRows(const T* z, const T* scale, const T* shift, const int64_t* index, T* x1, T* x2,
+                            const CatShapes& c) {
+  const int64_t C = c.C1 + c.C2, S = c.S, C1 = c.C1, C2 = c.C2;
+  parallelFor(c.B, std::max<int64_t>(1, kGrain / std::max<int64_t>(C * S, 1)), [&](int64_t rb, int64_t re) {
+    for (int64_t b = rb; b < re; b++) {
+      const T* zr = z + b * C * S;
+      for (int64_t k = 0; k < C; k++) {
+        const T* zp = zr + index[k] * S;
+        T* dp = k < C1 ? x1 + (b * C1 + k) * S : x2 + (b * C2 + k - C1) * S;
+        const T sh = shift[k], sc = SCALE ? scale[k] : T(1);
+        for (int64_t s = 0; s < S; s++) {
+          const T w = zp[s] - sh;
+          dp[s] = SCALE ? w / sc : w;
+        }
+      }
+    }
+  });
+}
+
+template <class T, bool SCALE>
+void permuteAffineSplitBackwardRows(const T* gx1, const T* gx2, const T* z, const T* scale, const T* shift,
+                                    const int64_t* index, T* gz, T* gscale, T* gshift, const CatShapes& c) {
+  const int64_t C = c.C1 + c.C2, S = c.S, C1 = c.C1, C2 = c.C2, B = c.B;
+  parallelFor(C, std::max<int64_t>(1, kGrain / std::max<int64_t>(B * S, 1)), [&](int64_t kb, int64_t ke) {
+    std::vector<double> accSc(size_t(ke - kb), 0.0), accSh(size_t(ke - kb), 0.0);
+    for (int64_t b = 0; b < B; b++) {
+      for (int64_t k = kb; k < ke; k++) {
+        const int64_t at = k < C1 ? (b * C1 + k) * S : (b * C2 + k - C1) * S;
+        const T* gp = k < C1 ? (gx1 ? gx1 + at : nullptr) : (gx2 ? gx2 + at : nullptr);  // null: zeros
+        const T* zp = z + (b * C + index[k]) * S;
+        T* dp = gz + (b * C + index[k]) * S;
+        const T sh = shift[k], sc = SCALE ? scale[k] : T(1);
+        const T rsc = T(1) / sc, sc2 = sc * sc;
+        double aSc = accSc[k - kb], aSh = accSh[k - kb];
+        for (int64_t s = 0; s < S; s++) {
+          const T g = gp ? gp[s] : T(0);
+          const T gw = SCALE ? g * rsc : g;
+          dp[s] = gw;
+          aSh += double(-gw);
+          if (SCALE) aSc += double(g * (-(zp[s] - sh) / sc2));
+        }
+        accSc[k - kb] = aSc;
+        accSh[k - kb] = aSh;
+      }
+    }
+    for (int64_t k = kb; k < ke; k++) {
+      if (gscale) gscale[k] = T(accSc[k - kb]);
+      if (gshift) gshift[k] = T(accSh[k - kb]);
+    }
+  });
+}
+
+// z: (B, C, *S) split at c1 into the shapes of x1 and x2 (checked: 0 < c1 < C is not required, 0 ≤ c1 ≤ C is).
+CatShapes splitShapes(const Tensor& z, int64_t c1, const char* op) {
+  if (z.dim() < 2) fail("ERR_SHAPE", std::string(op) + ": z must have shape (B, C, ...), got " + shapeString(z.shape));
+  if (c1 < 0 || c1 > z.shape[1])
+    fail("ERR_ARGUMENT", std::string(op) + ": c1 must be in [0, " + std::to_string(z.shape[1]) + "], got " + std::to_string(c1));
+  CatShapes c;
+  c.B = z.shape[0];
+  c.C1 = c1;
+  c.C2 = z.shape[1] - c1;
+  c.S = 1;
+  for (int64_t d = 2; d < z.dim(); d++) c.S *= z.shape[d];
+  c.zShape = z.shape;
+  return c;
+}
+
+Napi::Value PermuteAffineSplit(const Napi::CallbackInfo& info) {
+  const char* op = "permuteAffineSplit";
+  const Tensor& z = tensorArg(info, 0, "z");
+  const bool hasScale = info.Length() > 1 && isTensor(info[1]);
+  const Tensor& shift = tensorArg(info, 2, "shift");
+  const Tensor& perm = tensorArg(info, 3, "index");
+  const CatShapes c = splitShapes(z, intArg(info, 4, "c1"), op);
+  const int64_t C = c.C1 + c.C2;
+  Tensor scale;
+  if (hasScale) {
+    scale = tensorArg(info, 1, "scale");
+    checkChannelParam(scale, c, z, op, "scale");
+  }
+  checkChannelParam(shift, c, z, op, "shift");
+  requireSameDevice(perm, z, op);
+  Shape s1 = z.shape, s2 = z.shape;
+  s1[1] = c.C1;
+  s2[1] = c.C2;
+  Tensor x1 = emptyLike(s1, z.dtype, z), x2 = emptyLike(s2, z.dtype, z);
+  if (z.onCuda()) {
+    if (perm.shape != Shape{C})
+      fail("ERR_SHAPE", std::string(op) + ": index must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
+    cudaCheck(gpu().permuteAffineSplit(cudaDtype(z.dtype), z.raw(), hasScale ? scale.raw() : nullptr, shift.raw(), perm.raw(),
+                                       cudaDtype(perm.dtype), x1.raw(), x2.raw(), c.B, c.C1, c.C2, c.S),
+              op);
+  } else {
+    std::vector<int64_t> p, inv;
+    readPermutation(perm, C, op, p, inv, "index");
+    if (z.numel() > 0) {
+      INNFLOW_DISPATCH(z.dtype, T, {
+        if (hasScale)
+          permuteAffineSplitRows<T, true>(z.data<T>(), scale.data<T>(), shift.data<T>(), p.data(), x1.data<T>(), x2.data<T>(), c);
+        else
+          permuteAffineSplitRows<T, false>(z.data<T>(), nullptr, shift.data<T>(), p.data(), x1.data<T>(), x2.data<T>(), c);
+      });
+    }
+  }
+  Napi::Env env = info.Env();
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(0u, wrap(env, std::move(x1)));
+  result.Set(1u, wrap(env, std::move(x2)));
+  return result;
+}
+
+Napi::Value PermuteAffineSplitBackward(const Napi::CallbackInfo& info) {
+  const char* op = "permuteAffineSplit backward";
+  const bool hasG1 = info.Length() > 0 && isTensor(info[0]);
+  const bool hasG2 = info.Length() > 1 && isTensor(info[1]);
+  const Tensor& z = tensorArg(info, 2, "z");
+  const bool hasScale = info.Length() > 3 && isTensor(info[3]);
+  const Tensor& shift = tensorArg(info, 4, "shift");
+  const Tensor& perm = tensorArg(info, 5, "index");
+  const CatShapes c = splitShapes(z, intArg(info, 6, "c1"), op);
+  const bool needScale = boolArg(info, 7, "needScale") && hasScale;
+  const bool needShift = boolArg(info, 8, "needShift");
+  const int64_t C = c.C1 + c.C2;
+  Tensor scale, g1, g2;
+  if (hasScale) {
+    scale = tensorArg(info, 3, "scale");
+    checkChannelParam(scale, c, z, op, "scale");
+  }
+  checkChannelParam(shift, c, z, op, "shift");
+  requireSameDevice(perm, z, op);
+  Shape s1 = z.shape, s2 = z.shape;
+  s1[1] = c.C1;
+  s2[1] = c.C2;
+  if (hasG1) {
+    g1 = tensorArg(info, 0, "gx1");
+    requireShape(g1, s1, op, "gx1");
+    requireSameDtype(g1, z, op);
+    requireSameDevice(g1, z, op);
+  }
+  if (hasG2) {
+    g2 = tensorArg(info, 1, "gx2");
+    requireShape(g2, s2, op, "gx2");
+    requireSameDtype(g2, z, op);
+    requireSameDevice(g2, z, op);
+  }
+  Tensor gz = emptyLike(z.shape, z.dtype, z);
+  Tensor gscale, gshift;
+  if (needScale) gscale = emptyLike(scale.shape, scale.dtype, z);
+  if (needShift) gshift = emptyLike(shift.shape, shift.dtype, z);
+  if (z.onCuda()) {
+    if (perm.shape != Shape{C})
+      fail("ERR_SHAPE", std::string(op) + ": index must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
+    cudaCheck(gpu().permuteAffineSplitBackward(cudaDtype(z.dtype), hasG1 ? g1.raw() : nullptr, hasG2 ? g2.raw() : nullptr,
+                                               z.raw(), hasScale ? scale.raw() : nullptr, shift.raw(), perm.raw(),
+                                               cudaDtype(perm.dtype), gz.raw(), needScale ? gscale.raw() : nullptr,
+                                               needShift ? gshift.raw() : nullptr, c.B, c.C1, c.C2, c.S),
+              op);
+  } else {
+    std::vector<int64_t> p, inv;
+    readPermutation(perm, C, op, p, inv, "index");
+    if (C > 0) {
+      INNFLOW_DISPATCH(z.dtype, T, {
+        const T* g1p = hasG1 ? g1.data<T>() : nullptr;
+        const T* g2p = hasG2 ? g2.data<T>() : nullptr;
+        T* gsc = needScale ? gscale.data<T>() : nullptr;
+        T* gsh = needShift ? gshift.data<T>() : nullptr;
+        if (hasScale)
+          permuteAffineSplitBackwardRows<T, true>(g1p, g2p, z.data<T>(), scale.data<T>(), shift.data<T>(), p.data(),
+                                                  gz.data<T>(), gsc, gsh, c);
+        else
+          permuteAffineSplitBackwardRows<T, false>(g1p, g2p, z.data<T>(), nullptr, shift.data<T>(), p.data(),
+                                                   gz.data<T>(), gsc, gsh, c);
+      });
+    }
+  }
+  Napi::Env env = info.Env();
+  Napi::Array result = Napi::Array::New(env, 3);
+  result.Set(0u, wrap(env, std::move(gz)));
+  result.Set(1u, needScale ? wrap(env, std::move(gscale)) : env.Null());
+  result.Set(2u, needShift ? wrap(env, std::move(gshift)) : env.Null());
+  return result;
+}
+
 }  // namespace
 
 void registerCoupling(Napi::Env env, Napi::Object exports) {
@@ -662,6 +859,8 @@ void registerCoupling(Napi::Env env, Napi::Object exports) {
   defineFunction(env, exports, "affineCouplingBackward", AffineCouplingBackward);
   defineFunction(env, exports, "catAffinePermute", CatAffinePermute);
   defineFunction(env, exports, "catAffinePermuteBackward", CatAffinePermuteBackward);
+  defineFunction(env, exports, "permuteAffineSplit", PermuteAffineSplit);
+  defineFunction(env, exports, "permuteAffineSplitBackward", PermuteAffineSplitBackward);
 }
 
 }  // namespace innflow

@@ -90,3 +90,34 @@ describeCuda('catAffinePermute (CUDA vs CPU)', () => {
       expectCode(() => ops.catAffinePermute(x1, tensor([5, 6], [2, 1]), null, shift, tensor([0, 1, 2], [3], { device: 'cuda' })), 'ERR_DEVICE')
     }))
 })
+
+describeCuda('permuteAffineSplit (CUDA vs CPU)', () => {
+  // [z shape, c1, parameters as (C) or (1, C, 1, ...)]
+  const cases: [number[], number, boolean][] = [
+    [[5, 5], 3, true],
+    [[3, 7, 11, 13], 4, false],
+    [[2, 300, 3], 150, false],
+  ]
+  for (const [dtype, tol] of dtypes)
+    for (const [zShape, c1, flat] of cases)
+      for (const withScale of [true, false])
+        for (const onlyX2 of [false, true])
+          test(`${dtype} z (${zShape.join(', ')}) c1 ${c1} ${withScale ? 'with' : 'without'} scale${onlyX2 ? ', x2 alone' : ''}`, () => {
+            const c = zShape[1]
+            const pShape = flat ? [c] : [1, c, ...zShape.slice(2).map(() => 1)]
+            const inputs = [
+              { shape: zShape },
+              { shape: pShape },
+              { shape: [c], values: permutation(c), grad: false },
+              ...(withScale ? [{ shape: pShape, lo: 0.2, hi: 3 }] : []),
+            ]
+            compareWithCpu(
+              inputs,
+              (z, shift, index, scale) => {
+                const [x1, x2] = ops.permuteAffineSplit(z, scale ?? null, shift, index, c1)
+                return onlyX2 ? x2 : [x1, x2]
+              },
+              { dtype, tol },
+            )
+          })
+})

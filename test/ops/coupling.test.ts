@@ -394,3 +394,128 @@ describe('catAffinePermute', () => {
       expectCode(f(x1, gone, p5, p5, perm), 'ERR_DISPOSED')
     }))
 })
+
+describe('permuteAffineSplit', () => {
+  const inverse = (p: number[]) => {
+    const inv = new Array<number>(p.length)
+    p.forEach((k, j) => (inv[k] = j))
+    return inv
+  }
+  /** AllInOneBlock's reverse chain before fusion: indexSelect(perm⁻¹), −shift, /scale, split. */
+  function splitChain(z: Tensor, scale: Tensor | null, shift: Tensor, permInv: Tensor, c1: number): Tensor[] {
+    const v = z.indexSelect(1, permInv).sub(shift)
+    return (scale ? v.div(scale) : v).split([c1, z.shape[1] - c1], 1)
+  }
+  // [z shape, c1, parameters as (C) or (1, C, 1, ...)]
+  const cases: [string, number[], number, boolean][] = [
+    ['vectors, (C) parameters', [5, 7], 4, true],
+    ['images', [3, 5, 4, 3], 3, false],
+    ['1-D spatial', [2, 4, 7], 2, false],
+  ]
+
+  /** x1, x2 and the gradients of z, shift, scale under a fixed weighting (of x2 only with onlyX2), by op or chain. */
+  function run(useOp: boolean, dtype: 'float32' | 'float64', zShape: number[], c1: number, flat: boolean, withScale: boolean, onlyX2 = false) {
+    return tidy(() => {
+      const c = zShape[1]
+      const z = make(zShape, 131, dtype)
+      const scale = withScale ? make(paramShape(c, zShape.length, flat), 132, dtype, 0.2, 3) : null
+      const shift = make(paramShape(c, zShape.length, flat), 133, dtype)
+      const p = permutation(c, 134)
+      const leaves = [z, shift, ...(scale ? [scale] : [])]
+      for (const l of leaves) l.requiresGrad = true
+      const [x1, x2] = useOp
+        ? ops.permuteAffineSplit(z, scale, shift, tensor(inverse(p), [c], { dtype }), c1)
+        : splitChain(z, scale, shift, tensor(inverse(p), [c], { dtype }), c1)
+      let loss = x2.mul(make([...x2.shape], 136, dtype)).sum()
+      if (!onlyX2) loss = loss.add(x1.mul(make([...x1.shape], 135, dtype)).sum())
+      loss.backward()
+      return { x: [Array.from(x1.toArray()), Array.from(x2.toArray())], shapes: [x1.shape, x2.shape], grads: leaves.map((l) => Array.from((l.grad as Tensor).toArray())) }
+    })
+  }
+
+  for (const [what, zShape, c1, flat] of cases)
+    for (const withScale of [true, false])
+      for (const onlyX2 of [false, true])
+        test(`${what}, ${withScale ? 'with' : 'without'} scale${onlyX2 ? ', x2 alone in the loss' : ''}: float64 equals the op chain`, () => {
+          const op = run(true, 'float64', zShape, c1, flat, withScale, onlyX2)
+          const ref = run(false, 'float64', zShape, c1, flat, withScale, onlyX2)
+          expect(op.shapes).toEqual([[zShape[0], c1, ...zShape.slice(2)], [zShape[0], zShape[1] - c1, ...zShape.slice(2)]])
+          expect(op.x).toEqual(ref.x)
+          op.grads.forEach((g, i) => expect(g).toEqual(ref.grads[i]))
+        })
+
+  for (const withScale of [true, false])
+    test(`float32 agrees with float64 and with the float32 chain (${withScale ? 'with' : 'without'} scale)`, () => {
+      const op32 = run(true, 'float32', [6, 9, 3, 2], 5, false, withScale)
+      const op64 = run(true, 'float64', [6, 9, 3, 2], 5, false, withScale)
+      const ref32 = run(false, 'float32', [6, 9, 3, 2], 5, false, withScale)
+      op32.x.forEach((x, i) => {
+        expect(relErr(x, op64.x[i])).toBeLessThanOrEqual(1e-6)
+        expect(x).toEqual(ref32.x[i])
+      })
+      op32.grads.forEach((g, i) => {
+        expect(relErr(g, op64.grads[i])).toBeLessThanOrEqual(1e-6)
+        expect(relErr(g, ref32.grads[i])).toBeLessThanOrEqual(1e-7)
+      })
+    })
+
+  for (const [what, zShape, c1, flat] of cases)
+    for (const withScale of [true, false])
+      test(`finite-difference gradients: ${what}, ${withScale ? 'with' : 'without'} scale`, () => {
+        const c = zShape[1]
+        const pShape = paramShape(c, zShape.length, flat)
+        const n = zShape.reduce((p, q) => p * q, 1)
+        const perm = permutation(c, 141)
+        gradCheck(
+          (z, shift, scale) => {
+            const [x1, x2] = ops.permuteAffineSplit(z, scale ?? null, shift, tensor(inverse(perm), [c], { dtype: 'float64' }), c1)
+            return ops.cat([x1.reshape([-1]), x2.reshape([-1])], 0)
+          },
+          [
+            { values: randomValues(n, 142), shape: zShape },
+            { values: randomValues(c, 143), shape: pShape },
+            ...(withScale ? [{ values: randomValues(c, 144, 0.3, 2), shape: pShape }] : []),
+          ],
+          1e-7,
+        )
+      })
+
+  test('undoes catAffinePermute; c1 = 0 and c1 = C', () =>
+    tidy(() => {
+      const x1 = make([4, 3, 2], 151, 'float64')
+      const x2 = make([4, 2, 2], 152, 'float64')
+      const scale = make([1, 5, 1], 153, 'float64', 0.5, 2)
+      const shift = make([1, 5, 1], 154, 'float64')
+      const p = permutation(5, 155)
+      const perm = tensor(p, [5], { dtype: 'float64' })
+      const permInv = tensor(inverse(p), [5], { dtype: 'float64' })
+      const z = ops.catAffinePermute(x1, x2, scale, shift, perm)
+      const [y1, y2] = ops.permuteAffineSplit(z, scale, shift, permInv, 3)
+      expectClose(y1, x1.toArray(), 1e-15)
+      expectClose(y2, x2.toArray(), 1e-15)
+      const [a0, b0] = ops.permuteAffineSplit(z, null, shift, permInv, 0)
+      expect([a0.shape, b0.shape]).toEqual([[4, 0, 2], [4, 5, 2]])
+      const [a5, b5] = ops.permuteAffineSplit(z, null, shift, permInv, 5)
+      expect([a5.shape, b5.shape]).toEqual([[4, 5, 2], [4, 0, 2]])
+      expect(Array.from(a5.toArray())).toEqual(Array.from(b0.toArray()))
+    }))
+
+  test('bad shapes → ERR_SHAPE, bad c1 or permutations → ERR_ARGUMENT, mixed dtypes → ERR_DTYPE', () =>
+    tidy(() => {
+      const z = make([2, 5, 4], 161, 'float64')
+      const p5 = make([1, 5, 1], 162, 'float64')
+      const perm = tensor([4, 0, 3, 1, 2], [5], { dtype: 'float64' })
+      const f = (zz: Tensor, sc: Tensor | null, sh: Tensor, p: Tensor, c1: number) => () => ops.permuteAffineSplit(zz, sc, sh, p, c1)
+      expect(f(z, p5, p5, perm, 2)()[1].shape).toEqual([2, 3, 4])
+      expectCode(f(make([5], 163, 'float64'), null, make([5], 164, 'float64'), perm, 2), 'ERR_SHAPE') // no channel axis
+      expectCode(f(z, make([1, 4, 1], 165, 'float64'), p5, perm, 2), 'ERR_SHAPE')
+      expectCode(f(z, p5, make([5, 1, 1], 166, 'float64'), perm, 2), 'ERR_SHAPE')
+      expectCode(f(z, p5, p5, tensor([0, 1, 2, 3], [4], { dtype: 'float64' }), 2), 'ERR_SHAPE')
+      expectCode(f(z, p5, p5, perm, 6), 'ERR_ARGUMENT')
+      expectCode(f(z, p5, p5, perm, -1), 'ERR_ARGUMENT')
+      expectCode(f(z, p5, p5, perm, 1.5), 'ERR_ARGUMENT')
+      expectCode(f(z, p5, p5, tensor([0, 1, 2, 4, 4], [5], { dtype: 'float64' }), 2), 'ERR_ARGUMENT')
+      expectCode(f(z, p5, p5, tensor([0, 1, 2, 3, 7], [5], { dtype: 'float64' }), 2), 'ERR_ARGUMENT')
+      expectCode(f(z, p5.to({ dtype: 'float32' }), p5, perm, 2), 'ERR_DTYPE')
+    }))
+})
