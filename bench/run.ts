@@ -1,6 +1,6 @@
 /**
  * npm run bench -- [--device cpu|cuda] [--workloads a,b] [--steps N] [--threads N] [--precision highest|high|medium] [--json FILE]
- *                   [--invertible-backprop]
+ *                   [--invertible-backprop] [--quality] [--quality-steps N]
  *
  * Times the training step (forward with log-det, loss = mean(0.5·|z|² − logJacDet) / dims, backward, one Adam
  * step at lr 1e-4), the forward and the reverse pass of each workload of shared/bench/WORKLOADS.md, and prints
@@ -12,11 +12,19 @@
  * activations alive at any moment); on CUDA, the live device bytes at the end of the step.
  * `--invertible-backprop` turns SequenceINN.invertibleBackprop on for the SequenceINN workloads (GraphINN
  * workloads run as usual).
+ *
+ * Quality workloads (bench/quality.ts: `moons-nll`, `8gaussians-nll`, `checkerboard-nll`) are not timed and not
+ * part of the default run: `--quality` runs all three (and no timing workload unless `--workloads` names some),
+ * `--workloads moons-nll,...` the ones named. Each trains to convergence with its fixed, seeded recipe on the CPU
+ * and reports the test NLL on 20000 fresh samples next to the data entropy, in a second table and in the JSON's
+ * `quality` array (absent when no quality workload ran). `--quality-steps N` overrides the recipes' step counts
+ * (for smoke tests; the results then say nothing about convergence).
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { cuda, Device, getMatmulPrecision, GraphINN, MatmulPrecision, manualSeed, memory, noGrad, optim, resetPeak, SequenceINN, setMatmulPrecision, setNumThreads, Tensor, tidy } from '../lib'
 import { freiaParameterCount, Workload, workloads } from './workloads'
+import { qualityHeader, qualityLine, qualityNames, QualityRow, qualityWorkloads, runQuality } from './quality'
 
 /** One row of the bench table (pinned format, read by other tools). */
 export interface Row {
@@ -32,6 +40,13 @@ export interface Row {
   peakMemMiB: number
   referenceMs: number | null
   ratio: number | null
+}
+
+/** The JSON the bench writes: the pinned timing rows, and the quality rows when quality workloads ran. */
+export interface BenchResult {
+  device: string
+  rows: Row[]
+  quality?: QualityRow[]
 }
 
 /** Parses the pinned command line. */
@@ -51,7 +66,10 @@ export function parseArgs(argv: string[]) {
   const threads = get('threads') === undefined ? undefined : Number(get('threads'))
   const names = get('workloads')?.split(',')
   const invertibleBackprop = argv.includes('--invertible-backprop')
-  return { device, precision, steps, threads, names, json: get('json'), invertibleBackprop }
+  const quality = argv.includes('--quality')
+  const qualitySteps = get('quality-steps') === undefined ? undefined : Number(get('quality-steps'))
+  if (qualitySteps !== undefined && !(Number.isInteger(qualitySteps) && qualitySteps >= 1)) throw new Error(`--quality-steps must be a positive integer`)
+  return { device, precision, steps, threads, names, json: get('json'), invertibleBackprop, quality, qualitySteps }
 }
 
 const median = (xs: number[]) => {
@@ -134,7 +152,7 @@ function runWorkload(w: Workload, device: string, precision: string, steps: numb
 }
 
 /** Runs the selected workloads; prints the table through `log`; returns the pinned JSON object. */
-export function runBench(argv: string[], log: (line: string) => void = console.log): { device: string; rows: Row[] } {
+export function runBench(argv: string[], log: (line: string) => void = console.log): BenchResult {
   const args = parseArgs(argv)
   if (args.device === 'cuda' && !cuda.isAvailable()) throw new Error(`--device cuda: ${cuda.unavailableReason()}`)
   if (args.threads !== undefined) setNumThreads(args.threads)
@@ -147,14 +165,21 @@ export function runBench(argv: string[], log: (line: string) => void = console.l
   }
 }
 
-function runSelected(args: BenchArgs, log: (line: string) => void): { device: string; rows: Row[] } {
+function runSelected(args: BenchArgs, log: (line: string) => void): BenchResult {
   const reference = JSON.parse(fs.readFileSync(referencePath(), 'utf8')) as Record<string, unknown>
-  const selected = args.names ? workloads.filter((w) => args.names!.includes(w.name)) : workloads.filter((w) => w.name !== 'tabular64x64-b4096' || args.device === 'cuda')
-  if (args.names && selected.length !== args.names.length) throw new Error(`unknown workload in ${args.names.join(',')}; known: ${workloads.map((w) => w.name).join(', ')}`)
+  const timingNames = args.names?.filter((n) => !qualityNames.includes(n))
+  const named = args.names ? workloads.filter((w) => timingNames!.includes(w.name)) : []
+  const selected = args.names || args.quality ? named : workloads.filter((w) => w.name !== 'tabular64x64-b4096' || args.device === 'cuda')
+  const quality = qualityWorkloads.filter((w) => args.quality || (args.names?.includes(w.name) ?? false))
+  if (args.names && named.length !== timingNames!.length)
+    throw new Error(`unknown workload in ${args.names.join(',')}; known: ${[...workloads.map((w) => w.name), ...qualityNames].join(', ')}`)
+  if (quality.length > 0 && args.device !== 'cpu') throw new Error(`the quality workloads (${quality.map((w) => w.name).join(', ')}) run on the CPU only`)
   const rows: Row[] = []
-  if (args.invertibleBackprop) log('# invertible backprop on for SequenceINN workloads')
-  const header = ['workload', 'batch', 'params', 'train ms', 'samples/s', 'fwd ms', 'rev ms', 'peak MiB', 'ref ms', 'ratio']
-  log(header.join('\t'))
+  if (selected.length > 0) {
+    if (args.invertibleBackprop) log('# invertible backprop on for SequenceINN workloads')
+    const header = ['workload', 'batch', 'params', 'train ms', 'samples/s', 'fwd ms', 'rev ms', 'peak MiB', 'ref ms', 'ratio']
+    log(header.join('\t'))
+  }
   for (const w of selected) {
     const r = runWorkload(w, args.device, args.precision, args.steps, reference, args.invertibleBackprop)
     rows.push(r)
@@ -162,7 +187,18 @@ function runSelected(args: BenchArgs, log: (line: string) => void): { device: st
       [r.workload, r.batch, r.params, r.trainStepMs.toFixed(2), r.samplesPerSec.toFixed(0), r.forwardMs.toFixed(2), r.reverseMs.toFixed(2), r.peakMemMiB.toFixed(1), r.referenceMs ?? '-', r.ratio?.toFixed(2) ?? '-'].join('\t'),
     )
   }
-  const out = { device: args.device, rows }
+  const out: BenchResult = { device: args.device, rows }
+  if (quality.length > 0) {
+    if (selected.length > 0) log('')
+    log(`# quality: test NLL (nats) on 20000 fresh samples after training with each workload's recipe${args.qualitySteps ? ` (steps overridden: ${args.qualitySteps})` : ''}`)
+    log(qualityHeader.join('\t'))
+    out.quality = []
+    for (const w of quality) {
+      const q = runQuality(w, reference, { steps: args.qualitySteps })
+      out.quality.push(q)
+      log(qualityLine(q))
+    }
+  }
   if (args.json) fs.writeFileSync(args.json, JSON.stringify(out, null, 2))
   return out
 }

@@ -8,7 +8,7 @@ import { parseArgs, runBench } from '../../bench/run'
 test('command line: defaults and every pinned flag', () => {
   expect(parseArgs([])).toMatchObject({ device: 'cpu', precision: 'highest', steps: 30, invertibleBackprop: false })
   expect(parseArgs(['--device', 'cuda', '--workloads', 'a,b', '--steps', '5', '--threads', '2', '--precision', 'high', '--json', 'f.json', '--invertible-backprop'])).toEqual({
-    device: 'cuda', names: ['a', 'b'], steps: 5, threads: 2, precision: 'high', json: 'f.json', invertibleBackprop: true,
+    device: 'cuda', names: ['a', 'b'], steps: 5, threads: 2, precision: 'high', json: 'f.json', invertibleBackprop: true, quality: false,
   })
   expect(() => parseArgs(['--device', 'tpu'])).toThrow(/--device/)
   expect(() => parseArgs(['--precision', 'low'])).toThrow(/--precision/)
