@@ -603,7 +603,10 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha, co
 #ifdef INNFLOW_WITH_OPENBLAS
   if (backend == Backend::OpenBLAS && fitsBlasInt(M) && fitsBlasInt(N) && fitsBlasInt(K) && fitsBlasInt(lda) &&
       fitsBlasInt(ldb) && fitsBlasInt(ldc)) {
-    if (!serialGemm) syncBlasThreads(numThreads());
+    // Below ~1M multiply-adds a product runs on the calling thread: waking OpenBLAS's threads costs more than
+    // they save there (moons-b256's products are 256×512×2 or thinner).
+    constexpr int64_t kSmallGemm = int64_t(1) << 20;
+    if (!serialGemm) syncBlasThreads(M * N * K < kSmallGemm ? 1 : numThreads());
     // cblas rejects (and prints about) leading dimensions below the row length even for unused operands
     const int64_t la = std::max<int64_t>({lda, transA ? M : K, 1}), lb = std::max<int64_t>({ldb, transB ? K : N, 1});
     blasGemm(transA, transB, M, N, K, alpha, A, la, B, lb, beta, C, std::max<int64_t>(ldc, N));
@@ -914,7 +917,8 @@ Tensor linearForward(const Tensor& x, const Tensor& w, const Tensor* bias) {
       // the bias rides in C: every row starts as the bias and the GEMM adds x·wᵀ onto it (beta = 1)
       const T* bv = bias->data<T>();
       const int64_t O = d.out;
-      parallelFor(d.rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(O, 1)), [&](int64_t r0, int64_t r1) {
+      // (pool wake-ups cost tens of µs on small machines: below 256k values the copy stays on this thread)
+      parallelFor(d.rows, std::max<int64_t>(1, 262144 / std::max<int64_t>(O, 1)), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; r++) std::memcpy(Y + r * O, bv, size_t(O) * sizeof(T));
       });
     }
@@ -927,7 +931,7 @@ Tensor linearForward(const Tensor& x, const Tensor& w, const Tensor* bias) {
 // Column sums of an R×O matrix (the bias gradient): row ranges summed in parallel, then the partials added.
 template <class T>
 void columnSums(const T* g, int64_t R, int64_t O, T* out) {
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(numThreads(), R * O / 32768));
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(numThreads(), R * O / 262144));
   std::vector<T> partial(size_t(parts * O), T(0));
   parallelFor(parts, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; p++) {
