@@ -10,8 +10,14 @@
 
 namespace innflow {
 
-// True when the library loaded and its probe found a usable device.
+// True when the library loaded and its probe found a usable device (loads and probes it on the first call).
 bool cudaUsable();
+// True when the library was already loaded and found usable; never loads it (a CPU-only program on a machine with
+// a GPU must not pay for a CUDA context it does not use).
+bool cudaLoaded();
+// Runs fn once the library has loaded and found a device (at once if that already happened): settings made before
+// CUDA was first used, such as the matmul precision, are applied then.
+void cudaWhenLoaded(void (*fn)());
 // ERR_CUDA_UNAVAILABLE with the probe's reason unless CUDA is usable.
 void requireCuda(const char* op);
 // A symbol of the loaded library (ERR_CUDA_UNAVAILABLE when the library is not usable or lacks it).

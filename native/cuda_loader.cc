@@ -7,11 +7,19 @@
 #include <dlfcn.h>
 
 #include <string>
+#include <vector>
 
 #include "cuda.h"
 
 namespace innflow {
 namespace {
+
+// Set once the library has loaded and its probe found a device; the hooks then run (cudaWhenLoaded).
+bool loadedAndAvailable = false;
+std::vector<void (*)()>& loadHooks() {
+  static std::vector<void (*)()> hooks;
+  return hooks;
+}
 
 struct CudaBackend {
   bool loaded = false;
@@ -88,6 +96,13 @@ CudaBackend& backend() {
   if (b.deviceNameFn(name, sizeof name) == 0) b.deviceName = name;
   b.lib = lib;
   b.available = true;
+  loadedAndAvailable = true;
+  for (auto fn : loadHooks()) {
+    try {
+      fn();  // a hook that fails leaves its setting at the default; the call that sets it again reports the error
+    } catch (...) {
+    }
+  }
   return b;
 #endif
 }
@@ -125,6 +140,14 @@ Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
 }  // namespace
 
 bool cudaUsable() { return backend().available; }
+
+
+bool cudaLoaded() { return loadedAndAvailable; }
+
+void cudaWhenLoaded(void (*fn)()) {
+  if (loadedAndAvailable) fn();
+  else loadHooks().push_back(fn);
+}
 
 void requireCuda(const char* op) {
   CudaBackend& b = backend();

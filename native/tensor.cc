@@ -548,7 +548,7 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(a.mutex);
     a.releaseCacheLocked();
   }
-  if (liveCudaStorages > 0 || cudaUsable()) cudaEmptyCache();
+  if (cudaLoaded()) cudaEmptyCache();
   return info.Env().Undefined();
 }
 

@@ -1059,7 +1059,8 @@ Napi::Value SetMatmulPrecision(const Napi::CallbackInfo& info) {
   for (int m = 0; m < 3; m++)
     if (name == kPrecisionNames[m]) mode = m;
   if (mode < 0) fail("ERR_ARGUMENT", "setMatmulPrecision: precision must be 'highest', 'high' or 'medium', got '" + name + "'");
-  if (cudaUsable()) cudaCheck(cudaMatmul().setMathMode(mode), "setMatmulPrecision");
+  // set on the GPU now if CUDA is in use; otherwise when it is first loaded (registerMatmul's hook)
+  if (cudaLoaded()) cudaCheck(cudaMatmul().setMathMode(mode), "setMatmulPrecision");
   matmulPrecision = mode;
   return info.Env().Undefined();
 }
@@ -1081,6 +1082,10 @@ void registerMatmul(Napi::Env env, Napi::Object exports) {
   defineFunction(env, exports, "setGemmKernel", SetGemmKernel);
   defineFunction(env, exports, "getGemmKernel", GetGemmKernel);
   defineFunction(env, exports, "setMatmulPrecision", SetMatmulPrecision);
+  cudaWhenLoaded([] {
+    // a failure here leaves cuBLAS at its default ('highest'); the next setMatmulPrecision reports it
+    if (matmulPrecision != 0) cudaMatmul().setMathMode(matmulPrecision);
+  });
   defineFunction(env, exports, "getMatmulPrecision", GetMatmulPrecision);
 }
 
