@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the GPU machine has to confirm, in one call (its time is scarce): build the CUDA backend for sm_90,
 # run test/cuda (every CUDA op against the CPU, the FrEIA parity fixtures on the GPU, moons training tracking the
-# CPU), then the benchmark on the GPU. Logs and the bench JSON go to $OUT (the device tool copies them back).
+# CPU), the benchmark on the GPU, then the packed-tarball install test training on the GPU (PACK_TEST=0 skips it).
+# Logs and the bench JSON go to $OUT (the device tool copies them back).
 #
 #   ../shared/gpu/pack        # here, once after npm ci
 #   run: bash .gpu/remote.sh 'bash scripts/gpu-check.sh'      (with carry: [".gpu"])
@@ -22,4 +23,12 @@ grep -E "✕|●.*›" "$out/test-cuda.log" | head -40
 tail -6 "$out/test-cuda.log"
 echo "== bench (cuda)"
 node dist/bench/run.js --device cuda --steps ${BENCH_STEPS:-30} --json "$out/bench-cuda.json" 2>&1 | tee "$out/bench-cuda.txt"
+if [[ ${PACK_TEST:-1} == 1 ]]; then
+  # issue 6 on the GPU: the packed tarball (release prebuild, sm_90 only here) installs without compilers and
+  # trains on the GPU. Its `npm install` needs the tarball's three runtime dependencies from the registry or npm's
+  # cache; the GPU machine has no network, so ship a cache with .gpu (npm_config_cache) if this step cannot fetch.
+  echo "== packed tarball on the GPU"
+  INNFLOW_CUDA_ARCHS=90 INNFLOW_BUILD_JOBS=16 npm run prebuildify >"$out/prebuildify.log" 2>&1 || tail -30 "$out/prebuildify.log"
+  INNFLOW_PACK_TEST=1 npx jest test/pack --runInBand 2>&1 | tee "$out/pack.log" | grep -E "test/pack:|Tests:|✕"
+fi
 exit $status

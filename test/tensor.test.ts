@@ -79,8 +79,8 @@ describe('creation', () => {
     expectCode(() => tensor([1, 2], [2]).reshape(3), 'ERR_SHAPE')
   })
 
-  test('CUDA requests fail loudly with the reason (no silent CPU fallback)', () => {
-    expect(cuda.isAvailable()).toBe(false)
+  // (where a GPU is usable, test/cuda/tensor.test.ts covers the other side)
+  ;(cuda.isAvailable() ? test.skip : test)('CUDA requests fail loudly with the reason (no silent CPU fallback)', () => {
     expect(cuda.unavailableReason()).toMatch(/CUDA/)
     expectCode(() => zeros([2], { device: 'cuda' }), 'ERR_CUDA_UNAVAILABLE')
     const t = tensor([1, 2])

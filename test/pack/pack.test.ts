@@ -61,8 +61,26 @@ for (let i = 0; i < 150; i++) {
     return loss.item()
   }))
 }
+// on a machine with a GPU, the same flow trains there too (the packed CUDA library, loaded from prebuilds/)
+const gpuLosses = []
+if (cuda.isAvailable()) {
+  manualSeed(0)
+  const gpuFlow = new SequenceINN(2)
+  for (let k = 0; k < 4; k++) gpuFlow.append(Fm.AllInOneBlock, { subnetConstructor: subnet, permuteSoft: true })
+  gpuFlow.to({ device: 'cuda' })
+  const gpuOpt = new optim.Adam(gpuFlow.parameters(), { lr: 1e-3 })
+  for (let i = 0; i < 150; i++) {
+    gpuLosses.push(tidy(() => {
+      const [z, logJacDet] = gpuFlow.forward(data.moons(256).to({ device: 'cuda' }))
+      const loss = z.square().sum(1).mul(0.5).sub(logJacDet).mean().div(2)
+      gpuOpt.zeroGrad(); loss.backward(); gpuOpt.step()
+      return loss.item()
+    }))
+  }
+}
 console.log(JSON.stringify({
   losses,
+  gpuLosses,
   cudaAvailable: cuda.isAvailable(),
   cudaReason: cuda.unavailableReason(),
   gemm: innflow.getGemmBackend(),
@@ -110,7 +128,7 @@ maybe('npm pack → install without a compiler → train on the CPU from the pre
     for (const tool of ['cc', 'c++', 'g++', 'cmake', 'make', 'nvcc']) {
       expect(spawnSync('/bin/sh', ['-c', `command -v ${tool}`], { env }).status).not.toBe(0)
     }
-    run('npm', ['install', tarball, '--no-audit', '--no-fund', '--no-save'], { cwd: project, env, timeout: 240_000 })
+    run('npm', ['install', tarball, '--no-audit', '--no-fund', '--no-save', '--prefer-offline'], { cwd: project, env, timeout: 240_000 })
     const installed = path.join(project, 'node_modules', 'innflow')
     expect(fs.existsSync(path.join(installed, 'build'))).toBe(false)
 
@@ -123,12 +141,13 @@ maybe('npm pack → install without a compiler → train on the CPU from the pre
     fs.writeFileSync(path.join(project, 'train.js'), TRAIN)
     const out = run('node', ['train.js'], { cwd: project, env, timeout: 120_000 })
     const result = JSON.parse(out.stdout.trim().split('\n').pop() as string) as {
-      losses: number[]; cudaAvailable: boolean; cudaReason: string | null; gemm: string; packageDir: string; tensors: number
+      losses: number[]; gpuLosses: number[]; cudaAvailable: boolean; cudaReason: string | null; gemm: string; packageDir: string; tensors: number
     }
     const { losses } = result
     const mean = (a: number[]): number => a.reduce((s, v) => s + v, 0) / a.length
     console.log(`test/pack: losses ${losses.slice(0, 3).map((l) => l.toFixed(3)).join(', ')} ... ${losses.slice(-3).map((l) => l.toFixed(3)).join(', ')}; ` +
-      `gemm ${result.gemm}; cuda.isAvailable() ${result.cudaAvailable}: ${result.cudaReason}`)
+      `gemm ${result.gemm}; cuda.isAvailable() ${result.cudaAvailable}: ${result.cudaReason ?? 'yes'}` +
+      (result.gpuLosses.length ? `; on the GPU: ${result.gpuLosses.slice(0, 2).map((l) => l.toFixed(3)).join(', ')} ... ${result.gpuLosses.slice(-2).map((l) => l.toFixed(3)).join(', ')}` : ''))
     expect(fs.realpathSync(result.packageDir)).toBe(fs.realpathSync(installed))
     expect(losses).toHaveLength(150)
     expect(losses.every(Number.isFinite)).toBe(true)
@@ -136,7 +155,15 @@ maybe('npm pack → install without a compiler → train on the CPU from the pre
     expect(result.gemm).toBe('openblas')
     expect(result.tensors).toBeLessThan(200)
     const gpuHere = fs.existsSync('/dev/nvidiactl')
+    if (gpuHere && shippedCuda) {
+      // the GPU machine: the packed CUDA library loads and the flow trains on the GPU
+      expect(result.cudaAvailable).toBe(true)
+      expect(result.gpuLosses).toHaveLength(150)
+      expect(result.gpuLosses.every(Number.isFinite)).toBe(true)
+      expect(mean(result.gpuLosses.slice(-20))).toBeLessThan(mean(result.gpuLosses.slice(0, 20)) - 0.2)
+    }
     if (!gpuHere) {
+      expect(result.gpuLosses).toEqual([])
       expect(result.cudaAvailable).toBe(false)
       expect(typeof result.cudaReason).toBe('string')
       expect((result.cudaReason as string).length).toBeGreaterThan(10)
