@@ -4,40 +4,15 @@
 // rand(y: [n], seed, firstBlock)   y[4b + k] = toUniform(philox(seed, firstBlock + b)[k])
 // randn(y: [n], seed, firstBlock)  y[4b + k] = Box-Muller of the uniforms (k & ~1, k | 1) of block b
 #include "common.cuh"
+#include "philox.h"
 #include "random.h"
 
 using namespace innflow_cuda;
 
 namespace {
 
-__device__ inline void philoxRound(uint32_t ctr[4], const uint32_t key[2]) {
-  const uint64_t p0 = uint64_t(0xD2511F53u) * ctr[0];
-  const uint64_t p1 = uint64_t(0xCD9E8D57u) * ctr[2];
-  uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
-  uint32_t hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
-  uint32_t out0 = hi1 ^ ctr[1] ^ key[0], out2 = hi0 ^ ctr[3] ^ key[1];
-  ctr[0] = out0;
-  ctr[1] = lo1;
-  ctr[2] = out2;
-  ctr[3] = lo0;
-}
-
-// Ten rounds on the 128-bit counter (block, 0) with the seed as key (random.cc's philox).
-__device__ inline void philox(uint64_t seed, uint64_t block, uint32_t out[4]) {
-  uint32_t ctr[4] = {uint32_t(block), uint32_t(block >> 32), 0u, 0u};
-  uint32_t key[2] = {uint32_t(seed), uint32_t(seed >> 32)};
-  for (int r = 0; r < 10; r++) {
-    philoxRound(ctr, key);
-    if (r < 9) {
-      key[0] += 0x9E3779B9u;
-      key[1] += 0xBB67AE85u;
-    }
-  }
-  for (int k = 0; k < 4; k++) out[k] = ctr[k];
-}
-
-// Exact in double (a 33-bit integer times a power of two), as on the CPU.
-__device__ inline double toUniform(uint32_t x) { return (double(x) + 0.5) * (1.0 / 4294967296.0); }
+using innflow_philox::philox;
+using innflow_philox::toUniform;
 
 // y: [n]; one thread per block of four outputs (the last block may be partial)
 template <class T, bool Normal>

@@ -71,6 +71,9 @@ Shape shapeArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 std::vector<int64_t> intListArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 std::vector<Tensor> tensorListArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 DType dtypeArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+// The optional device argument ('cpu' | 'cuda', default 'cpu'); 'cuda' where CUDA is unusable is
+// ERR_CUDA_UNAVAILABLE with the reason, naming `op`.
+Device deviceArg(const Napi::CallbackInfo& info, size_t i, const char* op);
 
 // Wraps a kernel result as a JavaScript tensor handle.
 Napi::Value wrap(Napi::Env env, Tensor t);

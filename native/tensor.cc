@@ -381,26 +381,25 @@ Napi::Value wrapOrNull(Napi::Env env, const Tensor* t) { return t ? wrap(env, *t
 // ---------------------------------------------------------------------------------------------------------
 // Creation, copies and memory statistics
 
-namespace {
-
-// The optional device argument ('cpu' | 'cuda') of the creation functions.
-Device deviceArg(const Napi::CallbackInfo& info, size_t i) {
+Device deviceArg(const Napi::CallbackInfo& info, size_t i, const char* op) {
   if (i >= info.Length() || info[i].IsUndefined()) return Device::CPU;
   if (info[i].IsString()) {
     std::string s = info[i].As<Napi::String>().Utf8Value();
     if (s == "cpu") return Device::CPU;
     if (s == "cuda") {
-      requireCuda("tensor");
+      requireCuda(op);
       return Device::CUDA;
     }
   }
-  fail("ERR_ARGUMENT", "argument device (#" + std::to_string(i) + ") must be 'cpu' or 'cuda'");
+  fail("ERR_ARGUMENT", std::string(op) + ": argument device (#" + std::to_string(i) + ") must be 'cpu' or 'cuda'");
 }
+
+namespace {
 
 Napi::Value FromArray(const Napi::CallbackInfo& info) {
   Shape shape = shapeArg(info, 1, "shape");
   DType dtype = dtypeArg(info, 2, "dtype");
-  Device device = deviceArg(info, 3);
+  Device device = deviceArg(info, 3, "tensor");
   Tensor t = emptyTensor(shape, dtype);
   size_t n = static_cast<size_t>(t.numel());
   Napi::Value src = info[0];
@@ -447,7 +446,7 @@ Napi::Value Full(const Napi::CallbackInfo& info) {
   Shape shape = shapeArg(info, 0, "shape");
   double v = numberArg(info, 1, "value");
   DType dtype = dtypeArg(info, 2, "dtype");
-  Device device = deviceArg(info, 3);
+  Device device = deviceArg(info, 3, "full");
   Tensor t = emptyTensor(shape, dtype, device);
   if (device == Device::CUDA) cudaFill(dtype, t.raw(), t.numel(), v);
   else INNFLOW_DISPATCH(dtype, T, { std::fill_n(t.data<T>(), t.numel(), static_cast<T>(v)); });
@@ -516,7 +515,7 @@ Napi::Value Reshape(const Napi::CallbackInfo& info) {
 // A copy of x on another device (same dtype).
 Napi::Value ToDevice(const Napi::CallbackInfo& info) {
   const Tensor& x = tensorArg(info, 0, "x");
-  Device device = deviceArg(info, 1);
+  Device device = deviceArg(info, 1, "to");
   return wrap(info.Env(), copyToDevice(x, device));
 }
 

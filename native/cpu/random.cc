@@ -15,6 +15,7 @@
 #include <string>
 #include <numeric>
 
+#include "../../cuda/philox.h"
 #include "../../cuda/random.h"
 #include "../common.h"
 #include "../cuda.h"
@@ -30,50 +31,14 @@ struct PhiloxState {
 };
 PhiloxState state;
 
-inline void philoxRound(uint32_t ctr[4], const uint32_t key[2]) {
-  const uint64_t p0 = uint64_t(0xD2511F53u) * ctr[0];
-  const uint64_t p1 = uint64_t(0xCD9E8D57u) * ctr[2];
-  uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
-  uint32_t hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
-  uint32_t out[4] = {hi1 ^ ctr[1] ^ key[0], lo1, hi0 ^ ctr[3] ^ key[1], lo0};
-  ctr[0] = out[0]; ctr[1] = out[1]; ctr[2] = out[2]; ctr[3] = out[3];
-}
-
-// Ten rounds of Philox-4x32 on the 128-bit counter (block, 0) with the seed as key.
-inline void philox(uint64_t seed, uint64_t block, uint32_t out[4]) {
-  uint32_t ctr[4] = {uint32_t(block), uint32_t(block >> 32), 0u, 0u};
-  uint32_t key[2] = {uint32_t(seed), uint32_t(seed >> 32)};
-  for (int r = 0; r < 10; r++) {
-    philoxRound(ctr, key);
-    if (r < 9) {
-      key[0] += 0x9E3779B9u;
-      key[1] += 0xBB67AE85u;
-    }
-  }
-  for (int k = 0; k < 4; k++) out[k] = ctr[k];
-}
-
-inline double toUniform(uint32_t x) { return (double(x) + 0.5) * (1.0 / 4294967296.0); }
+using innflow_philox::philox;
+using innflow_philox::toUniform;
 
 // Reserves ceil(n / 4) blocks of the stream and returns the first.
 uint64_t reserveBlocks(int64_t n) {
   uint64_t first = state.offset;
   state.offset += uint64_t((n + 3) / 4);
   return first;
-}
-
-// The optional device argument (a copy of tensor.cc's deviceArg, with the op's name in the error).
-Device deviceArg(const Napi::CallbackInfo& info, size_t i, const char* op) {
-  if (i >= info.Length() || info[i].IsUndefined()) return Device::CPU;
-  if (info[i].IsString()) {
-    std::string s = info[i].As<Napi::String>().Utf8Value();
-    if (s == "cpu") return Device::CPU;
-    if (s == "cuda") {
-      requireCuda(op);
-      return Device::CUDA;
-    }
-  }
-  fail("ERR_ARGUMENT", std::string(op) + ": argument device (#" + std::to_string(i) + ") must be 'cpu' or 'cuda'");
 }
 
 const InnflowCudaRandom& cudaRandom() { return cudaTable<InnflowCudaRandom>("innflow_cuda_random"); }
