@@ -16,7 +16,7 @@
 extern "C" {
 #endif
 
-#define INNFLOW_CUDA_ABI_VERSION 2
+#define INNFLOW_CUDA_ABI_VERSION 3
 
 typedef enum { INNFLOW_CUDA_OK = 0, INNFLOW_CUDA_ERROR = 1, INNFLOW_CUDA_OOM = 2, INNFLOW_CUDA_BAD_ARGUMENT = 3 } innflow_cuda_status;
 typedef enum { INNFLOW_F32 = 0, INNFLOW_F64 = 1 } innflow_cuda_dtype;
@@ -57,6 +57,18 @@ int innflow_cuda_empty_cache(void);
 int innflow_cuda_fill(int dtype, void* y, int64_t n, double value);
 // y[i] = (dstDtype) x[i]: dtype conversion (or a plain copy when the dtypes agree).
 int innflow_cuda_cast(int srcDtype, const void* x, int dstDtype, void* y, int64_t n);
+
+// ---- graphs (graph.cu): the static stretches of a compiled training step (native/capture.h)
+
+// Starts capturing the stream: until innflow_cuda_graph_end, work queued on it is recorded, not run.
+int innflow_cuda_graph_begin(void);
+// Ends the capture and instantiates the graph; *graph is an opaque executable graph.
+int innflow_cuda_graph_end(void** graph);
+// Ends a capture that failed half-way and discards it.
+int innflow_cuda_graph_abort(void);
+// Queues one replay of the graph on the stream.
+int innflow_cuda_graph_launch(void* graph);
+int innflow_cuda_graph_destroy(void* graph);
 
 #ifdef __cplusplus
 }

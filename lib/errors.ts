@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'ERR_CHECKPOINT'
   | 'ERR_CUDA_UNAVAILABLE'
   | 'ERR_OOM'
+  | 'ERR_CAPTURE'
   | 'ERR_NATIVE'
 
 /**

@@ -78,6 +78,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerOptim(env, exports);
   registerLuConv(env, exports);
   registerCoupling(env, exports);
+  registerCapture(env, exports);
   return exports;
 }
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common.h"
+#include "capture.h"
 #include "cuda.h"
 #include "tensor_handle.h"
 
@@ -166,13 +167,27 @@ static Tensor onHost(const Tensor& t) {
   return h;
 }
 
+// Copies src's bytes into dst (same numel and dtype), across devices as needed.
+static void copyBytes(const Tensor& dst, const Tensor& src) {
+  size_t bytes = size_t(src.numel()) * dtypeSize(src.dtype);
+  if (bytes == 0) return;
+  if (!src.onCuda() && !dst.onCuda()) std::memcpy(dst.raw(), src.raw(), bytes);
+  else cudaCopy(dst.raw(), src.raw(), bytes, !src.onCuda() ? INNFLOW_COPY_H2D : !dst.onCuda() ? INNFLOW_COPY_D2H : INNFLOW_COPY_D2D);
+}
+
+// Runs a copy between a and b's devices as a kernel of the step being captured. A copy within one device is
+// static; a copy between host and device reads or writes host memory when it runs, so it is dynamic.
+template <class F>
+static void launchCopy(const Tensor& a, const Tensor& b, F&& f) {
+  Device d = a.onCuda() || b.onCuda() ? Device::CUDA : Device::CPU;
+  if (a.device() == b.device()) launch(d, std::forward<F>(f));
+  else launchDynamic(d, std::forward<F>(f));
+}
+
 // A copy of t on `device` (same dtype).
 static Tensor copyToDevice(const Tensor& t, Device device) {
   Tensor y = emptyTensor(t.shape, t.dtype, device);
-  size_t bytes = size_t(t.numel()) * dtypeSize(t.dtype);
-  if (bytes == 0) return y;
-  if (!t.onCuda() && device == Device::CPU) std::memcpy(y.raw(), t.raw(), bytes);
-  else cudaCopy(y.raw(), t.raw(), bytes, !t.onCuda() ? INNFLOW_COPY_H2D : device == Device::CPU ? INNFLOW_COPY_D2H : INNFLOW_COPY_D2D);
+  launchCopy(y, t, [=] { copyBytes(y, t); });
   return y;
 }
 
@@ -251,6 +266,7 @@ Napi::Value TensorHandle::GetDevice(const Napi::CallbackInfo& info) {
 }
 Napi::Value TensorHandle::ToArray(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
+    refuseWhileCapturing("toArray");
     const Tensor t = onHost(get("toArray"));
     size_t n = static_cast<size_t>(t.numel());
     if (t.dtype == DType::F32) {
@@ -266,6 +282,7 @@ Napi::Value TensorHandle::ToArray(const Napi::CallbackInfo& info) {
 // Copies the values into a Float32Array/Float64Array that JavaScript made (so it belongs to the caller's realm).
 Napi::Value TensorHandle::ReadInto(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
+    refuseWhileCapturing("toArray");
     const Tensor& dev = get("toArray");
     size_t n = static_cast<size_t>(dev.numel());
     bool ok = info.Length() > 0 && info[0].IsTypedArray();
@@ -284,6 +301,7 @@ Napi::Value TensorHandle::ReadInto(const Napi::CallbackInfo& info) {
 }
 Napi::Value TensorHandle::Item(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
+    refuseWhileCapturing("item");
     const Tensor& dev = get("item");
     if (dev.numel() != 1) fail("ERR_SHAPE", "item: expected a tensor with one element, got shape " + shapeString(dev.shape));
     const Tensor t = onHost(dev);
@@ -396,6 +414,22 @@ Device deviceArg(const Napi::CallbackInfo& info, size_t i, const char* op) {
 
 namespace {
 
+// dst = (dst's dtype) src, on their (common) device.
+void castInto(const Tensor& dst, const Tensor& src) {
+  int64_t n = src.numel();
+  if (dst.onCuda()) {
+    cudaCast(src.dtype, src.raw(), dst.dtype, dst.raw(), n);
+    return;
+  }
+  INNFLOW_DISPATCH(src.dtype, S, {
+    const S* s = src.data<S>();
+    INNFLOW_DISPATCH(dst.dtype, D, {
+      D* d = dst.data<D>();
+      for (int64_t k = 0; k < n; k++) d[k] = static_cast<D>(s[k]);
+    });
+  });
+}
+
 Napi::Value FromArray(const Napi::CallbackInfo& info) {
   Shape shape = shapeArg(info, 1, "shape");
   DType dtype = dtypeArg(info, 2, "dtype");
@@ -438,7 +472,14 @@ Napi::Value FromArray(const Napi::CallbackInfo& info) {
   } else {
     fail("ERR_ARGUMENT", "tensor: values must be a number[], Float32Array or Float64Array");
   }
-  if (device == Device::CUDA) return wrap(info.Env(), copyToDevice(t, Device::CUDA));
+  if (device == Device::CUDA) t = copyToDevice(t, Device::CUDA);
+  if (capturing()) {
+    // A constant made inside a captured step: each replay restores its values, in case a later kernel of the
+    // step overwrote them in place.
+    Tensor pristine = emptyTensor(t.shape, t.dtype, t.device());
+    copyBytes(pristine, t);
+    launch(t.device(), [=] { copyBytes(t, pristine); });
+  }
   return wrap(info.Env(), std::move(t));
 }
 
@@ -448,8 +489,10 @@ Napi::Value Full(const Napi::CallbackInfo& info) {
   DType dtype = dtypeArg(info, 2, "dtype");
   Device device = deviceArg(info, 3, "full");
   Tensor t = emptyTensor(shape, dtype, device);
-  if (device == Device::CUDA) cudaFill(dtype, t.raw(), t.numel(), v);
-  else INNFLOW_DISPATCH(dtype, T, { std::fill_n(t.data<T>(), t.numel(), static_cast<T>(v)); });
+  launch(device, [=] {
+    if (t.onCuda()) cudaFill(t.dtype, t.raw(), t.numel(), v);
+    else INNFLOW_DISPATCH(t.dtype, T, { std::fill_n(t.data<T>(), t.numel(), static_cast<T>(v)); });
+  });
   return wrap(info.Env(), std::move(t));
 }
 
@@ -458,18 +501,7 @@ Napi::Value Cast(const Napi::CallbackInfo& info) {
   const Tensor& x = tensorArg(info, 0, "x");
   DType dtype = dtypeArg(info, 1, "dtype");
   Tensor y = emptyTensor(x.shape, dtype, x.device());
-  int64_t n = x.numel();
-  if (x.onCuda()) {
-    cudaCast(x.dtype, x.raw(), dtype, y.raw(), n);
-    return wrap(info.Env(), std::move(y));
-  }
-  INNFLOW_DISPATCH(x.dtype, S, {
-    const S* src = x.data<S>();
-    INNFLOW_DISPATCH(dtype, D, {
-      D* dst = y.data<D>();
-      for (int64_t k = 0; k < n; k++) dst[k] = static_cast<D>(src[k]);
-    });
-  });
+  launch(x.device(), [x, y] { castInto(y, x); });
   return wrap(info.Env(), std::move(y));
 }
 
@@ -479,25 +511,17 @@ Napi::Value CopyInto(const Napi::CallbackInfo& info) {
   const Tensor& src = tensorArg(info, 1, "src");
   if (dst.shape != src.shape)
     fail("ERR_SHAPE", "copy: shapes differ (" + shapeString(dst.shape) + " and " + shapeString(src.shape) + ")");
-  int64_t n = dst.numel();
-  if (dst.onCuda() || src.onCuda()) {
-    // Across devices: move src to dst's device first (state dicts loaded from disk into GPU modules).
-    Tensor s = src.device() == dst.device() ? src : copyToDevice(src, dst.device());
-    if (dst.onCuda()) cudaCast(s.dtype, s.raw(), dst.dtype, dst.raw(), n);
-    else INNFLOW_DISPATCH(s.dtype, S, {
-      INNFLOW_DISPATCH(dst.dtype, D, {
-        for (int64_t k = 0; k < n; k++) dst.data<D>()[k] = static_cast<D>(s.data<S>()[k]);
-      });
+  Tensor d = dst, sr = src;
+  if (dst.device() == src.device()) {
+    launch(dst.device(), [d, sr] { castInto(d, sr); });
+  } else {
+    // Across devices (state dicts loaded from disk into GPU modules): move src to dst's device, then convert.
+    Tensor moved = emptyTensor(src.shape, src.dtype, dst.device());
+    launchCopy(moved, src, [moved, sr] {
+      copyBytes(moved, sr);
     });
-    return info.Env().Undefined();
+    launch(dst.device(), [d, moved] { castInto(d, moved); });
   }
-  INNFLOW_DISPATCH(src.dtype, S, {
-    const S* s = src.data<S>();
-    INNFLOW_DISPATCH(dst.dtype, D, {
-      D* d = dst.data<D>();
-      for (int64_t k = 0; k < n; k++) d[k] = static_cast<D>(s[k]);
-    });
-  });
   return info.Env().Undefined();
 }
 

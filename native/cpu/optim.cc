@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "../../cuda/optim.h"
+#include "../capture.h"
 #include "../common.h"
 #include "../cuda.h"
 #include "../ops.h"
@@ -127,6 +128,9 @@ void adamPiece(T* p, const T* g, T* m, T* v, int64_t b, int64_t e, T lr, T beta1
   }
 }
 
+// Inside a compiled step the kernel reads lr, the betas, eps, the decay and the step counts from a ScalarSlot when it
+// runs ([lr, beta1, beta2, eps, weightDecay, step_0, ...]); while capturing, adamStep returns the slot, and the
+// optimiser writes the next step's values into it before each replay.
 Napi::Value AdamStep(const Napi::CallbackInfo& info) {
   std::vector<Tensor> params = tensorListArg(info, 0, "params");
   std::vector<Tensor> grads = tensorListArg(info, 1, "grads");
@@ -146,25 +150,34 @@ Napi::Value AdamStep(const Napi::CallbackInfo& info) {
     requireDevice(params[0], grads, "adamStep");
     requireDevice(params[0], m, "adamStep");
     requireDevice(params[0], v, "adamStep");
-    if (params[0].onCuda()) {
+  }
+  auto slot = std::make_shared<ScalarSlot>();
+  slot->values = {lr, beta1, beta2, eps, wd};
+  for (int64_t s : steps) slot->values.push_back(double(s));
+  const Device device = params.empty() ? Device::CPU : params[0].device();
+  launchDynamic(device, [params, grads, m, v, slot] {
+    const std::vector<double>& k = slot->values;
+    const double lr = k[0], beta1 = k[1], beta2 = k[2], eps = k[3], wd = k[4];
+    if (!params.empty() && params[0].onCuda()) {
       DeviceLists l(params);
       std::vector<void*> ps = pointers(params), gs = pointers(grads), ms = pointers(m), vs = pointers(v);
-      cudaCheck(cudaOptim().adamStep(int64_t(params.size()), l.dtypes.data(), ps.data(), gs.data(), ms.data(), vs.data(), l.numels.data(),
-                                     steps.data(), lr, beta1, beta2, eps, wd),
+      std::vector<int64_t> steps(k.begin() + 5, k.end());
+      cudaCheck(cudaOptim().adamStep(int64_t(params.size()), l.dtypes.data(), ps.data(), gs.data(), ms.data(), vs.data(),
+                                     l.numels.data(), steps.data(), lr, beta1, beta2, eps, wd),
                 "adamStep");
-      return info.Env().Undefined();
+      return;
     }
-  }
-  int64_t total = 0;
-  std::vector<Piece> pieces = cutPieces(params, &total);
-  forPieces(pieces, total, [&](const Piece& pc) {
-    size_t i = pc.tensor;
-    INNFLOW_DISPATCH(params[i].dtype, T, {
-      adamPiece<T>(params[i].data<T>(), grads[i].data<T>(), m[i].data<T>(), v[i].data<T>(), pc.begin, pc.end, T(lr),
-                   T(beta1), T(beta2), T(eps), T(wd), double(steps[i]));
+    int64_t total = 0;
+    std::vector<Piece> pieces = cutPieces(params, &total);
+    forPieces(pieces, total, [&](const Piece& pc) {
+      size_t i = pc.tensor;
+      INNFLOW_DISPATCH(params[i].dtype, T, {
+        adamPiece<T>(params[i].data<T>(), grads[i].data<T>(), m[i].data<T>(), v[i].data<T>(), pc.begin, pc.end, T(lr),
+                     T(beta1), T(beta2), T(eps), T(wd), k[5 + i]);
+      });
     });
   });
-  return info.Env().Undefined();
+  return capturing() ? wrapSlot(info.Env(), slot) : info.Env().Undefined();
 }
 
 // -------------------------------------------------------------------------------------------------- SGD
@@ -184,6 +197,8 @@ void sgdPiece(T* p, const T* g, T* buf, bool fresh, int64_t b, int64_t e, T lr, 
   }
 }
 
+// Inside a compiled step the kernel reads [lr, momentum, dampening, weightDecay, fresh_0, ...] from a ScalarSlot
+// (see AdamStep).
 Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   std::vector<Tensor> params = tensorListArg(info, 0, "params");
   std::vector<Tensor> grads = tensorListArg(info, 1, "grads");
@@ -193,7 +208,7 @@ Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   double dampening = numberArg(info, 6, "dampening"), wd = numberArg(info, 7, "weightDecay");
   bool nesterov = boolArg(info, 8, "nesterov");
   requireAligned(params, grads, "sgdStep", "grads");
-  bool useMomentum = momentum != 0;
+  const bool useMomentum = momentum != 0;
   if (useMomentum) {
     requireAligned(params, bufs, "sgdStep", "momentumBufs");
     if (fresh.size() != params.size()) fail("ERR_ARGUMENT", "sgdStep: one fresh flag per parameter is required");
@@ -202,51 +217,70 @@ Napi::Value SgdStep(const Napi::CallbackInfo& info) {
     requireDevice(params[0], params, "sgdStep");
     requireDevice(params[0], grads, "sgdStep");
     if (useMomentum) requireDevice(params[0], bufs, "sgdStep");
-    if (params[0].onCuda()) {
+  }
+  auto slot = std::make_shared<ScalarSlot>();
+  slot->values = {lr, momentum, dampening, wd};
+  if (useMomentum)
+    for (int64_t f : fresh) slot->values.push_back(f != 0 ? 1.0 : 0.0);
+  const Device device = params.empty() ? Device::CPU : params[0].device();
+  launchDynamic(device, [params, grads, bufs, useMomentum, nesterov, slot] {
+    const std::vector<double>& k = slot->values;
+    const double lr = k[0], momentum = k[1], dampening = k[2], wd = k[3];
+    if (!params.empty() && params[0].onCuda()) {
       DeviceLists l(params);
       std::vector<void*> ps = pointers(params), gs = pointers(grads), bs = useMomentum ? pointers(bufs) : std::vector<void*>();
       std::vector<int> fr;
       if (useMomentum)
-        for (int64_t f : fresh) fr.push_back(f != 0 ? 1 : 0);
+        for (size_t i = 0; i < params.size(); i++) fr.push_back(k[4 + i] != 0 ? 1 : 0);
       cudaCheck(cudaOptim().sgdStep(int64_t(params.size()), l.dtypes.data(), ps.data(), gs.data(), useMomentum ? bs.data() : nullptr,
                                     useMomentum ? fr.data() : nullptr, l.numels.data(), lr, momentum, dampening, wd, nesterov ? 1 : 0),
                 "sgdStep");
-      return info.Env().Undefined();
+      return;
     }
-  }
-  int64_t total = 0;
-  std::vector<Piece> pieces = cutPieces(params, &total);
-  forPieces(pieces, total, [&](const Piece& pc) {
-    size_t i = pc.tensor;
-    INNFLOW_DISPATCH(params[i].dtype, T, {
-      sgdPiece<T>(params[i].data<T>(), grads[i].data<T>(), useMomentum ? bufs[i].data<T>() : nullptr,
-                  useMomentum && fresh[i] != 0, pc.begin, pc.end, T(lr), T(momentum), T(dampening), T(wd), nesterov);
+    int64_t total = 0;
+    std::vector<Piece> pieces = cutPieces(params, &total);
+    forPieces(pieces, total, [&](const Piece& pc) {
+      size_t i = pc.tensor;
+      INNFLOW_DISPATCH(params[i].dtype, T, {
+        sgdPiece<T>(params[i].data<T>(), grads[i].data<T>(), useMomentum ? bufs[i].data<T>() : nullptr,
+                    useMomentum && k[4 + i] != 0, pc.begin, pc.end, T(lr), T(momentum), T(dampening), T(wd), nesterov);
+      });
     });
   });
-  return info.Env().Undefined();
+  return capturing() ? wrapSlot(info.Env(), slot) : info.Env().Undefined();
 }
 
 // ------------------------------------------------------------------------------------- gradient clipping
 
 // Partial sums are kept per piece and combined in piece order, so the total does not depend on how many
 // threads ran. They accumulate in double even for float32 gradients.
+double clipGradNormKernel(const std::vector<Tensor>& grads, double maxNorm, double p);
+
 Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
   std::vector<Tensor> grads = tensorListArg(info, 0, "grads");
   double maxNorm = numberArg(info, 1, "maxNorm");
   double p = numberArg(info, 2, "normType");
   if (!(p > 0)) fail("ERR_ARGUMENT", "clipGradNorm: normType must be a positive number or Infinity, got " + std::to_string(p));
   if (std::isnan(maxNorm) || maxNorm < 0) fail("ERR_ARGUMENT", "clipGradNorm: maxNorm must be a non-negative number");
+  if (!grads.empty()) requireDevice(grads[0], grads, "clipGradNorm");
+  // The norm of this run; inside a compiled step the kernel is replayed (on the GPU from the host, since it reads
+  // the norm back) and the value is not returned.
+  auto norm = std::make_shared<double>(0.0);
+  const Device device = grads.empty() ? Device::CPU : grads[0].device();
+  launchDynamic(device, [grads, maxNorm, p, norm] { *norm = clipGradNormKernel(grads, maxNorm, p); });
+  return Napi::Number::New(info.Env(), *norm);
+}
+
+// Scales grads in place so that their total p-norm is at most maxNorm; returns the norm before scaling.
+double clipGradNormKernel(const std::vector<Tensor>& grads, double maxNorm, double p) {
   const bool inf = std::isinf(p);
-  if (!grads.empty()) {
-    requireDevice(grads[0], grads, "clipGradNorm");
-    if (grads[0].onCuda()) {
-      DeviceLists l(grads);
-      std::vector<void*> gs = pointers(grads);
-      double norm = 0;
-      cudaCheck(cudaOptim().clipGradNorm(int64_t(grads.size()), l.dtypes.data(), gs.data(), l.numels.data(), maxNorm, p, &norm),
-                "clipGradNorm");
-      return Napi::Number::New(info.Env(), norm);
-    }
+  if (!grads.empty() && grads[0].onCuda()) {
+    DeviceLists l(grads);
+    std::vector<void*> gs = pointers(grads);
+    double norm = 0;
+    cudaCheck(cudaOptim().clipGradNorm(int64_t(grads.size()), l.dtypes.data(), gs.data(), l.numels.data(), maxNorm, p, &norm),
+              "clipGradNorm");
+    return norm;
   }
   int64_t total = 0;
   std::vector<Piece> pieces = cutPieces(grads, &total);
@@ -288,7 +322,7 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
       for (int64_t k = pc.begin; k < pc.end; k++) g[k] = g[k] * c;
     });
   });
-  return Napi::Number::New(info.Env(), norm);
+  return norm;
 }
 
 }  // namespace

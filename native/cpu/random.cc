@@ -5,6 +5,9 @@
 // randn(shape) : N(0, 1) by Box-Muller on consecutive uniform pairs
 // randperm(n)  : a uniform random permutation (Fisher-Yates driven by the same stream), as float values
 //
+// Inside a compiled step each draw is a dynamic kernel: a replay reserves fresh blocks of the stream when it runs,
+// so replayed steps draw the numbers eager steps would.
+//
 // Each takes an optional last argument device ('cpu' | 'cuda', default 'cpu'). On CUDA, rand and randn run
 // cuda/random.cu with the same seed and the same reserved blocks, so they draw the CPU's numbers (rand bit for
 // bit; randn up to the last bits of the device's double log/sin/cos); randperm is made on the host, as on the
@@ -17,6 +20,7 @@
 
 #include "../../cuda/philox.h"
 #include "../../cuda/random.h"
+#include "../capture.h"
 #include "../common.h"
 #include "../cuda.h"
 #include "../ops.h"
@@ -91,14 +95,16 @@ Napi::Value Rand(const Napi::CallbackInfo& info) {
   DType dtype = dtypeArg(info, 1, "dtype");
   Device device = deviceArg(info, 2, "rand");
   Tensor t = emptyTensor(shape, dtype, device);
-  uint64_t first = reserveBlocks(t.numel());
-  if (device == Device::CUDA) {
-    cudaCheck(cudaRandom().rand(cudaDtype(dtype), t.raw(), t.numel(), state.seed, first), "rand");
-    return wrap(info.Env(), std::move(t));
-  }
-  INNFLOW_DISPATCH(dtype, T, {
-    fillBlocks(t.data<T>(), t.numel(), first, [](const uint32_t r[4], double v[4]) {
-      for (int k = 0; k < 4; k++) v[k] = toUniform(r[k]);
+  launchDynamic(device, [t] {
+    uint64_t first = reserveBlocks(t.numel());
+    if (t.onCuda()) {
+      cudaCheck(cudaRandom().rand(cudaDtype(t.dtype), t.raw(), t.numel(), state.seed, first), "rand");
+      return;
+    }
+    INNFLOW_DISPATCH(t.dtype, T, {
+      fillBlocks(t.data<T>(), t.numel(), first, [](const uint32_t r[4], double v[4]) {
+        for (int k = 0; k < 4; k++) v[k] = toUniform(r[k]);
+      });
     });
   });
   return wrap(info.Env(), std::move(t));
@@ -109,19 +115,21 @@ Napi::Value Randn(const Napi::CallbackInfo& info) {
   DType dtype = dtypeArg(info, 1, "dtype");
   Device device = deviceArg(info, 2, "randn");
   Tensor t = emptyTensor(shape, dtype, device);
-  uint64_t first = reserveBlocks(t.numel());
-  if (device == Device::CUDA) {
-    cudaCheck(cudaRandom().randn(cudaDtype(dtype), t.raw(), t.numel(), state.seed, first), "randn");
-    return wrap(info.Env(), std::move(t));
-  }
-  INNFLOW_DISPATCH(dtype, T, {
-    fillBlocks(t.data<T>(), t.numel(), first, [](const uint32_t r[4], double v[4]) {
-      for (int k = 0; k < 4; k += 2) {
-        double radius = std::sqrt(-2.0 * std::log(toUniform(r[k])));
-        double angle = 2.0 * M_PI * toUniform(r[k + 1]);
-        v[k] = radius * std::cos(angle);
-        v[k + 1] = radius * std::sin(angle);
-      }
+  launchDynamic(device, [t] {
+    uint64_t first = reserveBlocks(t.numel());
+    if (t.onCuda()) {
+      cudaCheck(cudaRandom().randn(cudaDtype(t.dtype), t.raw(), t.numel(), state.seed, first), "randn");
+      return;
+    }
+    INNFLOW_DISPATCH(t.dtype, T, {
+      fillBlocks(t.data<T>(), t.numel(), first, [](const uint32_t r[4], double v[4]) {
+        for (int k = 0; k < 4; k += 2) {
+          double radius = std::sqrt(-2.0 * std::log(toUniform(r[k])));
+          double angle = 2.0 * M_PI * toUniform(r[k + 1]);
+          v[k] = radius * std::cos(angle);
+          v[k + 1] = radius * std::sin(angle);
+        }
+      });
     });
   });
   return wrap(info.Env(), std::move(t));
@@ -132,28 +140,27 @@ Napi::Value Randperm(const Napi::CallbackInfo& info) {
   if (n < 0) fail("ERR_ARGUMENT", "randperm: n must be >= 0");
   DType dtype = dtypeArg(info, 1, "dtype");
   Device device = deviceArg(info, 2, "randperm");
-  std::vector<int64_t> perm(n);
-  std::iota(perm.begin(), perm.end(), 0);
-  uint64_t first = reserveBlocks(n);
-  for (int64_t i = n - 1; i > 0; i--) {
-    uint32_t r[4];
-    philox(state.seed, first + uint64_t(i / 4), r);
-    int64_t j = static_cast<int64_t>(toUniform(r[i % 4]) * double(i + 1));
-    if (j > i) j = i;
-    std::swap(perm[i], perm[j]);
-  }
-  if (device == Device::CUDA) {
-    // made on the host, then copied (the copy is staged before cudaCopy returns, so `host` may go)
-    Tensor t = emptyTensor({n}, dtype, device);
-    INNFLOW_DISPATCH(dtype, T, {
-      std::vector<T> host(perm.begin(), perm.end());
-      cudaCopy(t.raw(), host.data(), host.size() * sizeof(T), INNFLOW_COPY_H2D);
+  Tensor t = emptyTensor({n}, dtype, device);
+  launchDynamic(device, [t, n] {
+    std::vector<int64_t> perm(n);
+    std::iota(perm.begin(), perm.end(), 0);
+    uint64_t first = reserveBlocks(n);
+    for (int64_t i = n - 1; i > 0; i--) {
+      uint32_t r[4];
+      philox(state.seed, first + uint64_t(i / 4), r);
+      int64_t j = static_cast<int64_t>(toUniform(r[i % 4]) * double(i + 1));
+      if (j > i) j = i;
+      std::swap(perm[i], perm[j]);
+    }
+    INNFLOW_DISPATCH(t.dtype, T, {
+      if (t.onCuda()) {
+        // made on the host, then copied (the copy is staged before cudaCopy returns, so `host` may go)
+        std::vector<T> host(perm.begin(), perm.end());
+        cudaCopy(t.raw(), host.data(), host.size() * sizeof(T), INNFLOW_COPY_H2D);
+      } else {
+        for (int64_t i = 0; i < n; i++) t.data<T>()[i] = static_cast<T>(perm[i]);
+      }
     });
-    return wrap(info.Env(), std::move(t));
-  }
-  Tensor t = emptyTensor({n}, dtype);
-  INNFLOW_DISPATCH(dtype, T, {
-    for (int64_t i = 0; i < n; i++) t.data<T>()[i] = static_cast<T>(perm[i]);
   });
   return wrap(info.Env(), std::move(t));
 }
