@@ -8,6 +8,7 @@ import { resolveDevice } from './device'
 import { argumentError, describe, InnflowError } from './errors'
 import { adoptGrad, GradEdge, isGradEnabled, record, runBackward } from './autograd/tape'
 import { track } from './scope'
+import { invalidateCompiledSteps } from './capture'
 import * as E from './ops/elementwise'
 import * as R from './ops/reduce'
 import * as V from './ops/view'
@@ -104,6 +105,7 @@ export class Tensor {
    * does: used by Module.to() and loadStateDict so optimisers keep pointing at the same parameters.
    */
   _assign(h: NativeTensor): void {
+    invalidateCompiledSteps() // a compiled step may hold the old storage
     this.dispose()
     this._handle = h
     const meta = h.meta()

@@ -4,6 +4,8 @@
 // captureEnd(useGraphs) -> prog  stops and returns the Program (an external)
 // captureAbort()                 stops and discards what was kept
 // isCapturing() -> boolean
+// capturePause() / captureResume()  ops in between run but are not kept (state made once: optimiser moments,
+//                                   ActNorm's data-dependent initialisation); pauses nest
 // runProgram(prog)               replays every kept kernel in order
 // programInfo(prog) -> { kernels, dynamicKernels, cudaKernels, graphs }
 // releaseProgram(prog)           frees the Program's kernels (and the tensors they own) now, not at GC
@@ -137,6 +139,7 @@ struct Program {
 
 // The Program being captured (one at a time: JavaScript runs the step function on one thread).
 std::unique_ptr<Program> current;
+int pauses = 0;
 
 Program* programArg(const Napi::CallbackInfo& info, size_t i) {
   if (i >= info.Length() || !info[i].IsExternal()) fail("ERR_ARGUMENT", "expected a compiled step's program");
@@ -146,12 +149,14 @@ Program* programArg(const Napi::CallbackInfo& info, size_t i) {
 Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
   if (current) fail("ERR_CAPTURE", "compileStep: a step is already being captured (captures do not nest)");
   current = std::make_unique<Program>();
+  pauses = 0;
   return info.Env().Undefined();
 }
 
 Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
   if (!current) fail("ERR_CAPTURE", "compileStep: no step is being captured");
   bool useGraphs = info.Length() > 0 && info[0].IsBoolean() ? info[0].As<Napi::Boolean>().Value() : true;
+  pauses = 0;
   Program* p = current.release();
   p->useGraphs = useGraphs;
   return Napi::External<Program>::New(info.Env(), p, [](Napi::Env, Program* q) { delete q; });
@@ -159,10 +164,21 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
 
 Napi::Value CaptureAbort(const Napi::CallbackInfo& info) {
   current.reset();
+  pauses = 0;
   return info.Env().Undefined();
 }
 
-Napi::Value IsCapturing(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), bool(current)); }
+Napi::Value IsCapturing(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), capturing()); }
+
+Napi::Value CapturePause(const Napi::CallbackInfo& info) {
+  if (current) pauses++;
+  return info.Env().Undefined();
+}
+
+Napi::Value CaptureResume(const Napi::CallbackInfo& info) {
+  if (current && pauses > 0) pauses--;
+  return info.Env().Undefined();
+}
 
 Napi::Value RunProgram(const Napi::CallbackInfo& info) {
   Program* p = programArg(info, 0);
@@ -225,14 +241,14 @@ Napi::Value SetSlot(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-bool capturing() { return bool(current); }
+bool capturing() { return current && pauses == 0; }
 
 void keepKernel(Device device, Replay replay, std::function<void()> f) {
   current->kernels.push_back(Kernel{device, replay, std::move(f)});
 }
 
 void refuseWhileCapturing(const char* what) {
-  if (current)
+  if (capturing())
     fail("ERR_CAPTURE", std::string(what) +
                             ": values cannot be read on the host while a step is being captured (compileStep): a value "
                             "read now would be frozen into every replay. Return the tensor from the step function and "
@@ -249,6 +265,8 @@ void registerCapture(Napi::Env env, Napi::Object exports) {
   defineFunction(env, exports, "captureEnd", CaptureEnd);
   defineFunction(env, exports, "captureAbort", CaptureAbort);
   defineFunction(env, exports, "isCapturing", IsCapturing);
+  defineFunction(env, exports, "capturePause", CapturePause);
+  defineFunction(env, exports, "captureResume", CaptureResume);
   defineFunction(env, exports, "runProgram", RunProgram);
   defineFunction(env, exports, "programInfo", ProgramInfo);
   defineFunction(env, exports, "releaseProgram", ReleaseProgram);

@@ -17,6 +17,7 @@
  * two values per channel (FrEIA: NaN parameters) is refused with ERR_ARGUMENT, as is a channel with zero
  * standard deviation (FrEIA raises too). The log-det is returned as a (batch,) tensor (FrEIA: shape (1,)).
  */
+import { withoutCapture } from '../capture'
 import { core } from '../binding'
 import { noGrad } from '../autograd/tape'
 import { InnflowError } from '../errors'
@@ -76,7 +77,7 @@ export class ActNorm extends InvertibleModule {
   get isInitialized(): boolean {
     // Mirrored on the host so that a forward pass on the GPU does not wait for the device to read a flag;
     // re-read after anything that may have changed the buffer (loadStateDict).
-    this.initializedMirror ??= this.isInitializedBuffer.item() !== 0
+    this.initializedMirror ??= withoutCapture(() => this.isInitializedBuffer.item() !== 0)
     return this.initializedMirror
   }
   private initializedMirror: boolean | null = null
@@ -95,7 +96,8 @@ export class ActNorm extends InvertibleModule {
     const n = batch.size / dims[0]
     if (n < 2)
       throw new InnflowError('ERR_ARGUMENT', `ActNorm: cannot initialise from ${n} value(s) per channel (batch of shape (${batch.shape.join(', ')})); the unbiased standard deviation needs at least 2`)
-    tidy(() =>
+    // Not kept in a step being compiled: a replay must not initialise again.
+    withoutCapture(() => tidy(() =>
       noGrad(() => {
         const x = batch.to({ dtype: this.loc.dtype })
         const mean = x.mean(this.reduceDims, true)
@@ -108,7 +110,7 @@ export class ActNorm extends InvertibleModule {
         core.copyInto(this.isInitializedBuffer.handle, zeros([], { dtype: this.loc.dtype, device: this.loc.device }).add(1).handle)
         this.initializedMirror = true
       }),
-    )
+    ))
   }
 
   /** Normalises (forward) or de-normalises (rev); the first call initialises from its input. */

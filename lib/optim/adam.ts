@@ -1,6 +1,7 @@
 /** Adam (Kingma & Ba) with PyTorch's exact update, applied by one native multi-tensor call per step. */
 import { argumentError } from '../errors'
 import { Tensor } from '../tensor'
+import { captureNative, onReplay } from '../capture'
 import { checkNumber, matchDtype, N, Optimizer, readOptions, stateCopy, stateZeros } from './optimizer'
 
 /** Options of {@link Adam} (torch.optim.Adam's, camelCase). */
@@ -74,8 +75,9 @@ export class Adam extends Optimizer {
       s.expAvgSq = matchDtype(s.expAvgSq, p)
       return s
     })
+    let slot
     try {
-      N.adamStep(
+      slot = N.adamStep(
         idx.map((i) => this.params[i].handle),
         idx.map((i) => (this.params[i].grad as Tensor).handle),
         states.map((s) => s.expAvg.handle),
@@ -93,6 +95,15 @@ export class Adam extends Optimizer {
       throw e
     }
     for (const s of states) s.step++
+    // Inside a step being compiled: before each replay, count the step and hand the kernel this step's scalars
+    // (the learning rate may have been changed by a schedule).
+    if (slot) {
+      const kept = slot
+      onReplay(() => {
+        for (const s of states) s.step++
+        captureNative.setSlot(kept, [this._lr, this.betas[0], this.betas[1], this.eps, this.weightDecay, ...states.map((s) => s.step)])
+      })
+    }
   }
 
   /** The step count of parameter i (0 before its first update). */

@@ -5,6 +5,7 @@
 import { bindingFor, core, NativeTensor } from '../binding'
 import { argumentError, describe, InnflowError } from '../errors'
 import { keep } from '../scope'
+import { invalidateCompiledSteps, NativeScalarSlot, withoutCapture } from '../capture'
 import { fromHandle, Tensor } from '../tensor'
 
 /** @internal The native multi-tensor kernels of native/cpu/optim.cc. */
@@ -12,11 +13,11 @@ export interface OptimBinding {
   adamStep(
     params: NativeTensor[], grads: NativeTensor[], expAvg: NativeTensor[], expAvgSq: NativeTensor[], steps: number[],
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number,
-  ): void
+  ): NativeScalarSlot | undefined
   sgdStep(
     params: NativeTensor[], grads: NativeTensor[], momentumBufs: NativeTensor[], fresh: number[],
     lr: number, momentum: number, dampening: number, weightDecay: number, nesterov: boolean,
-  ): void
+  ): NativeScalarSlot | undefined
   clipGradNorm(grads: NativeTensor[], maxNorm: number, normType: number): number
 }
 /** @internal */
@@ -66,13 +67,19 @@ export function checkNumber(fn: string, name: string, v: unknown, min: number, m
   return v as number
 }
 
-/** @internal A zero tensor shaped and typed like p that survives tidy (optimiser state). */
+/**
+ * @internal A zero tensor shaped and typed like p that survives tidy (optimiser state). Made outside any step
+ * being captured: a compiled step must not zero the moments again at every replay.
+ */
 export function stateZeros(p: Tensor): Tensor {
-  return keep(fromHandle(core.full(p.shape, 0, p.dtype, p.device)))
+  return withoutCapture(() => keep(fromHandle(core.full(p.shape, 0, p.dtype, p.device))))
 }
 
 /** @internal A kept copy of src with the dtype and device of `like` (its parameter). */
 export function stateCopy(src: Tensor, like: Tensor): Tensor {
+  return withoutCapture(() => stateCopyNow(src, like))
+}
+function stateCopyNow(src: Tensor, like: Tensor): Tensor {
   const moved = src.device === like.device ? null : core.toDevice(src.handle, like.device)
   const c = core.cast(moved ?? src.handle, like.dtype)
   moved?.dispose()
@@ -85,6 +92,7 @@ export function stateCopy(src: Tensor, like: Tensor): Tensor {
  */
 export function matchDtype(t: Tensor, p: Tensor): Tensor {
   if (t.dtype === p.dtype && t.device === p.device) return t
+  invalidateCompiledSteps()
   const c = stateCopy(t, p)
   t.dispose()
   return c
@@ -125,6 +133,7 @@ export abstract class Optimizer {
 
   /** Frees the optimiser's state (moments, momentum buffers); a later step starts from fresh state. */
   dispose(): void {
+    invalidateCompiledSteps()
     this.clearState()
   }
   [Symbol.dispose](): void {
@@ -206,6 +215,7 @@ export abstract class Optimizer {
     if (problems.length)
       throw new InnflowError('ERR_CHECKPOINT', `${fn}: the state dict does not fit this optimiser (nothing was loaded):\n  ${problems.join('\n  ')}`)
     return () => {
+      invalidateCompiledSteps()
       this.clearState()
       for (const [i, g] of grouped) this.setState(i, g)
     }

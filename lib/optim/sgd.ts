@@ -1,6 +1,7 @@
 /** Stochastic gradient descent with momentum, dampening, L2 decay and Nesterov (torch.optim.SGD), natively. */
 import { InnflowError } from '../errors'
 import { Tensor } from '../tensor'
+import { captureNative, onReplay } from '../capture'
 import { checkNumber, matchDtype, N, Optimizer, readOptions, stateCopy, stateZeros } from './optimizer'
 
 /** Options of {@link SGD} (torch.optim.SGD's, camelCase). */
@@ -75,8 +76,9 @@ export class SGD extends Optimizer {
         bufs.push(b)
         fresh.push(created.includes(i) ? 1 : 0)
       }
+    let slot
     try {
-      N.sgdStep(
+      slot = N.sgdStep(
         idx.map((i) => this.params[i].handle),
         idx.map((i) => (this.params[i].grad as Tensor).handle),
         bufs.map((b) => b.handle),
@@ -89,6 +91,13 @@ export class SGD extends Optimizer {
         this.buffers[i] = undefined
       }
       throw e
+    }
+    // Inside a step being compiled: before each replay, hand the kernel the current lr; momentum buffers are no
+    // longer fresh after the captured step.
+    if (slot) {
+      const kept = slot
+      const count = fresh.length
+      onReplay(() => captureNative.setSlot(kept, [this._lr, this.momentum, this.dampening, this.weightDecay, ...new Array<number>(count).fill(0)]))
     }
   }
 

@@ -1,7 +1,7 @@
 /** The replay harness itself: it passes for kernels that are kept and fails for ones that are not. */
 import { Tensor, tensor } from '../../lib'
 import { core } from '../../lib/binding'
-import { captureNative } from '../../lib/framework/capture-binding'
+import { captureNative } from '../../lib/capture'
 import { expectReplayMatches } from './replay'
 
 describe('capture harness', () => {

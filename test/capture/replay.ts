@@ -7,7 +7,7 @@
  */
 import { grad, tensor, Tensor, tidy } from '../../lib'
 import { core } from '../../lib/binding'
-import { captureNative } from '../../lib/framework/capture-binding'
+import { captureNative } from '../../lib/capture'
 import { randomValues } from '../helpers'
 
 export interface ReplayInput {
