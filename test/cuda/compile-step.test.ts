@@ -2,16 +2,17 @@
  * compileStep on the GPU: the compiled step (replayed as CUDA graphs between the optimiser and random-number
  * launches) computes what the eager GPU step computes, and with cudaGraphs: false too.
  */
-import { maxRel, paramRel, trainRun } from '../framework/compile-step-runs'
+import { maxRel, paramRel, RunOptions, trainRun } from '../framework/compile-step-runs'
 import { describeCuda } from './compare'
 
 describeCuda('compileStep on the GPU', () => {
-  test.each([
-    ['CUDA graphs, float32', { dtype: 'float32' as const }],
-    ['CUDA graphs, float64, noise and a schedule', { dtype: 'float64' as const, noise: true, schedule: true }],
-    ['CUDA graphs, GraphINN, SGD and clipping', { graph: true, optimizer: 'sgd' as const, clip: 1 }],
+  const cases: [string, RunOptions][] = [
+    ['CUDA graphs, float32', { dtype: 'float32' }],
+    ['CUDA graphs, float64, noise and a schedule', { dtype: 'float64', noise: true, schedule: true }],
+    ['CUDA graphs, GraphINN, SGD and clipping', { graph: true, optimizer: 'sgd', clip: 1 }],
     ['host replay (cudaGraphs: false)', { cudaGraphs: false }],
-  ])('%s: 50 steps equal eager GPU training', (_, o) => {
+  ]
+  test.each(cases)('%s: 50 steps equal eager GPU training', (_, o) => {
     const eager = trainRun({ ...o, device: 'cuda', compiled: false })
     const compiled = trainRun({ ...o, device: 'cuda', compiled: true })
     expect(compiled.losses.every(Number.isFinite)).toBe(true)
