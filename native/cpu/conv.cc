@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "../../cuda/conv.h"
+#include "../capture.h"
 #include "../common.h"
 #include "../cuda.h"
 #include "../ops.h"
@@ -239,24 +240,30 @@ const Tensor* optionalTensorArg(const Napi::CallbackInfo& info, size_t i, const 
   return &tensorArg(info, i, name);
 }
 
+// Both entry points check the arguments and make their outputs at the call, then compute in one kept kernel
+// (capture.h), which owns copies of the tensors it reads and writes.
 Napi::Value Conv2d(const Napi::CallbackInfo& info) {
   const Tensor& x = tensorArg(info, 0, "x");
   const Tensor& w = tensorArg(info, 1, "weight");
-  const Tensor* bias = optionalTensorArg(info, 2, "bias");
-  const ConvGeom g = convGeom(x, w, bias, intArg(info, 3, "strideH"), intArg(info, 4, "strideW"), intArg(info, 5, "padH"),
-                              intArg(info, 6, "padW"));
+  const Tensor* biasArg = optionalTensorArg(info, 2, "bias");
+  const ConvGeom g = convGeom(x, w, biasArg, intArg(info, 3, "strideH"), intArg(info, 4, "strideW"),
+                              intArg(info, 5, "padH"), intArg(info, 6, "padW"));
   requireSameDevice(x, w, "conv2d");
-  if (bias) requireSameDevice(x, *bias, "conv2d");
+  if (biasArg) requireSameDevice(x, *biasArg, "conv2d");
   Tensor y = emptyLike({g.N, g.O, g.HO, g.WO}, x.dtype, x);
   if (y.numel() == 0) return wrap(info.Env(), std::move(y));
-  if (x.onCuda()) {
-    const InnflowConvGeom cg = cudaGeom(g);
-    cudaCheck(cudaConv().conv2d(cudaDtype(x.dtype), &cg, x.raw(), w.raw(), bias ? bias->raw() : nullptr, y.raw()),
-              "conv2d");
-    return wrap(info.Env(), std::move(y));
-  }
-  INNFLOW_DISPATCH(x.dtype, T, {
-    convForward<T>(g, x.data<T>(), w.data<T>(), bias ? bias->data<T>() : nullptr, y.data<T>());
+  const bool hasBias = biasArg != nullptr;
+  Tensor bias = hasBias ? *biasArg : Tensor();
+  launch(x.device(), [x, w, bias, hasBias, y, g] {
+    if (x.onCuda()) {
+      const InnflowConvGeom cg = cudaGeom(g);
+      cudaCheck(cudaConv().conv2d(cudaDtype(x.dtype), &cg, x.raw(), w.raw(), hasBias ? bias.raw() : nullptr, y.raw()),
+                "conv2d");
+      return;
+    }
+    INNFLOW_DISPATCH(x.dtype, T, {
+      convForward<T>(g, x.data<T>(), w.data<T>(), hasBias ? bias.data<T>() : nullptr, y.data<T>());
+    });
   });
   return wrap(info.Env(), std::move(y));
 }
@@ -265,8 +272,8 @@ Napi::Value Conv2dBackward(const Napi::CallbackInfo& info) {
   const Tensor& gy = tensorArg(info, 0, "g");
   const Tensor& x = tensorArg(info, 1, "x");
   const Tensor& w = tensorArg(info, 2, "weight");
-  const ConvGeom g = convGeom(x, w, nullptr, intArg(info, 3, "strideH"), intArg(info, 4, "strideW"), intArg(info, 5, "padH"),
-                              intArg(info, 6, "padW"));
+  const ConvGeom g = convGeom(x, w, nullptr, intArg(info, 3, "strideH"), intArg(info, 4, "strideW"),
+                              intArg(info, 5, "padH"), intArg(info, 6, "padW"));
   const bool needX = boolArg(info, 7, "needX"), needW = boolArg(info, 8, "needW"), needB = boolArg(info, 9, "needBias");
   requireSameDtype(gy, x, "conv2d backward");
   const Shape yShape{g.N, g.O, g.HO, g.WO};
@@ -279,19 +286,22 @@ Napi::Value Conv2dBackward(const Napi::CallbackInfo& info) {
   if (needX) gx = emptyLike(x.shape, x.dtype, x);
   if (needW) gw = emptyLike(w.shape, w.dtype, w);
   if (needB) gb = emptyLike({g.O}, x.dtype, x);
-  if (x.onCuda()) {
-    const InnflowConvGeom cg = cudaGeom(g);
-    cudaCheck(cudaConv().conv2dBackward(cudaDtype(x.dtype), &cg, gy.raw(), x.raw(), w.raw(),
-                                        needX && gx.numel() > 0 ? gx.raw() : nullptr,
-                                        needW && gw.numel() > 0 ? gw.raw() : nullptr,
-                                        needB && gb.numel() > 0 ? gb.raw() : nullptr),
-              "conv2d backward");
-  } else {
-    INNFLOW_DISPATCH(x.dtype, T, {
-      convBackward<T>(g, gy.data<T>(), x.data<T>(), w.data<T>(), needX && gx.numel() > 0 ? gx.data<T>() : nullptr,
-                      needW && gw.numel() > 0 ? gw.data<T>() : nullptr, needB && gb.numel() > 0 ? gb.data<T>() : nullptr);
+  // which gradients are written (an empty one has nothing to write)
+  const bool doX = needX && gx.numel() > 0, doW = needW && gw.numel() > 0, doB = needB && gb.numel() > 0;
+  if (doX || doW || doB)
+    launch(x.device(), [gy, x, w, gx, gw, gb, doX, doW, doB, g] {
+      if (x.onCuda()) {
+        const InnflowConvGeom cg = cudaGeom(g);
+        cudaCheck(cudaConv().conv2dBackward(cudaDtype(x.dtype), &cg, gy.raw(), x.raw(), w.raw(), doX ? gx.raw() : nullptr,
+                                            doW ? gw.raw() : nullptr, doB ? gb.raw() : nullptr),
+                  "conv2d backward");
+        return;
+      }
+      INNFLOW_DISPATCH(x.dtype, T, {
+        convBackward<T>(g, gy.data<T>(), x.data<T>(), w.data<T>(), doX ? gx.data<T>() : nullptr,
+                        doW ? gw.data<T>() : nullptr, doB ? gb.data<T>() : nullptr);
+      });
     });
-  }
   Napi::Array out = Napi::Array::New(info.Env(), 3);
   out.Set(0u, wrapOrNull(info.Env(), needX ? &gx : nullptr));
   out.Set(1u, wrapOrNull(info.Env(), needW ? &gw : nullptr));

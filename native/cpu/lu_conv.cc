@@ -23,12 +23,15 @@
 // CUDA tensors (all inputs on one device): the same computation on the GPU (cuda/lu_conv.cu, in double, same
 // order of operations). The checks on values (P a permutation matrix, sign ±1, the inverse's diagonal finite
 // and non-zero) cannot throw there without a host synchronisation: a failing call returns all-NaN outputs.
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "../../cuda/lu_conv.h"
+#include "../capture.h"
 #include "../common.h"
 #include "../cuda.h"
 #include "../ops.h"
@@ -51,10 +54,51 @@ void requireShape(const Tensor& t, const Shape& expected, const char* op, const 
     fail("ERR_SHAPE", std::string(op) + ": " + name + " must have shape " + shapeString(expected) + ", got " + shapeString(t.shape));
 }
 
+// The checks on values (P a permutation matrix, sign ±1; with `inverse`, Ũ's diagonal finite and non-zero), made
+// at the call: "" when they pass, the message of the first that fails otherwise.
 template <class T>
-Factors readFactors(const Tensor& P, const Tensor& L, const Tensor& U, const Tensor& logS, const Tensor& sign, int64_t n,
-                    const char* op) {
-  Factors f;
+std::string factorError(const Tensor& P, const Tensor& logS, const Tensor& sign, int64_t n, bool inverse, const char* op) {
+  std::vector<char> used(static_cast<size_t>(n), 0);
+  const T* p = P.data<T>();
+  for (int64_t i = 0; i < n; i++) {
+    bool found = false;
+    for (int64_t j = 0; j < n; j++) {
+      T v = p[i * n + j];
+      if (v == T(1)) {
+        if (found || used[j])
+          return std::string(op) + ": P must be a permutation matrix (row " + std::to_string(i) + " or column " +
+                 std::to_string(j) + " has more than one 1)";
+        found = true;
+        used[j] = 1;
+      } else if (v != T(0)) {
+        return std::string(op) + ": P must be a permutation matrix (entries 0 or 1), found " + std::to_string(double(v)) +
+               " at (" + std::to_string(i) + ", " + std::to_string(j) + ")";
+      }
+    }
+    if (!found) return std::string(op) + ": P must be a permutation matrix (row " + std::to_string(i) + " has no 1)";
+  }
+  const T* sg = sign.data<T>();
+  for (int64_t i = 0; i < n; i++)
+    if (sg[i] != T(1) && sg[i] != T(-1))
+      return std::string(op) + ": sign must hold only 1 and -1, found " + std::to_string(double(sg[i])) + " at " + std::to_string(i);
+  if (inverse) {
+    const T* ls = logS.data<T>();
+    for (int64_t i = 0; i < n; i++) {
+      const double d = double(sg[i]) * std::exp(double(ls[i]));  // Ũ[i][i], as readFactors makes it
+      if (d == 0 || !std::isfinite(d))
+        return std::string(op) + ": the weight is singular (exp(logS) underflowed or overflowed)";
+    }
+  }
+  return "";
+}
+
+// L̃, Ũ and the permutation in double. False when P is not a permutation matrix or sign not ±1: the values were
+// checked at the call (factorError), so this only happens when a compiled step replays on other values, and the
+// kernel then writes NaN, as the GPU does.
+template <class T>
+bool readFactors(const Tensor& P, const Tensor& L, const Tensor& U, const Tensor& logS, const Tensor& sign, int64_t n,
+                 Factors* out) {
+  Factors& f = *out;
   f.n = n;
   f.perm.assign(static_cast<size_t>(n), -1);
   std::vector<char> used(static_cast<size_t>(n), 0);
@@ -63,17 +107,14 @@ Factors readFactors(const Tensor& P, const Tensor& L, const Tensor& U, const Ten
     for (int64_t j = 0; j < n; j++) {
       T v = p[i * n + j];
       if (v == T(1)) {
-        if (f.perm[i] >= 0 || used[j])
-          fail("ERR_ARGUMENT", std::string(op) + ": P must be a permutation matrix (row " + std::to_string(i) + " or column " +
-                                   std::to_string(j) + " has more than one 1)");
+        if (f.perm[i] >= 0 || used[j]) return false;
         f.perm[i] = j;
         used[j] = 1;
       } else if (v != T(0)) {
-        fail("ERR_ARGUMENT", std::string(op) + ": P must be a permutation matrix (entries 0 or 1), found " + std::to_string(double(v)) +
-                                 " at (" + std::to_string(i) + ", " + std::to_string(j) + ")");
+        return false;
       }
     }
-    if (f.perm[i] < 0) fail("ERR_ARGUMENT", std::string(op) + ": P must be a permutation matrix (row " + std::to_string(i) + " has no 1)");
+    if (f.perm[i] < 0) return false;
   }
   const T* l = L.data<T>();
   const T* u = U.data<T>();
@@ -82,14 +123,18 @@ Factors readFactors(const Tensor& P, const Tensor& L, const Tensor& U, const Ten
   f.L.assign(static_cast<size_t>(n * n), 0.0);
   f.U.assign(static_cast<size_t>(n * n), 0.0);
   for (int64_t i = 0; i < n; i++) {
-    if (sg[i] != T(1) && sg[i] != T(-1))
-      fail("ERR_ARGUMENT", std::string(op) + ": sign must hold only 1 and -1, found " + std::to_string(double(sg[i])) + " at " + std::to_string(i));
+    if (sg[i] != T(1) && sg[i] != T(-1)) return false;
     for (int64_t j = 0; j < i; j++) f.L[i * n + j] = double(l[i * n + j]);
     f.L[i * n + i] = 1.0;
     f.U[i * n + i] = double(sg[i]) * std::exp(double(ls[i]));
     for (int64_t j = i + 1; j < n; j++) f.U[i * n + j] = double(u[i * n + j]);
   }
-  return f;
+  return true;
+}
+
+template <class T>
+void fillNaN(const Tensor& t) {
+  std::fill_n(t.data<T>(), t.numel(), std::numeric_limits<T>::quiet_NaN());
 }
 
 // W = P·L̃·Ũ: row i of W is row perm[i] of L̃·Ũ; both factors triangular, so each dot product is short.
@@ -145,7 +190,7 @@ int64_t checkArgs(const Tensor& P, const Tensor& L, const Tensor& U, const Tenso
 }
 
 template <class T>
-void store(const std::vector<double>& src, Tensor& dst) {
+void store(const std::vector<double>& src, const Tensor& dst) {
   T* d = dst.data<T>();
   for (size_t i = 0; i < src.size(); i++) d[i] = T(src[i]);
 }
@@ -161,21 +206,30 @@ Napi::Value LuConvWeight(const Napi::CallbackInfo& info) {
   const int64_t n = checkArgs(P, L, U, logS, sign, op);
   requireOneDevice(P, {&L, &U, &logS, &sign}, op);
   Tensor out = emptyLike({n, n}, P.dtype, P);
-  if (P.onCuda()) {
-    cudaCheck(cudaTable<InnflowCudaLuConv>("innflow_cuda_lu_conv")
-                  .weight(cudaDtype(P.dtype), P.raw(), L.raw(), U.raw(), logS.raw(), sign.raw(), out.raw(), n, inverse),
-              op);
-    return wrap(info.Env(), out);
+  if (!P.onCuda()) {
+    // (on the GPU these checks would need a host synchronisation: a failing call returns NaN there)
+    std::string error;
+    INNFLOW_DISPATCH(P.dtype, T, { error = factorError<T>(P, logS, sign, n, inverse, op); });
+    if (!error.empty()) fail("ERR_ARGUMENT", error);
   }
-  INNFLOW_DISPATCH(P.dtype, T, {
-    Factors f = readFactors<T>(P, L, U, logS, sign, n, op);
-    std::vector<double> W(static_cast<size_t>(n * n));
-    if (inverse) {
-      if (!invert(f, W.data())) fail("ERR_ARGUMENT", std::string(op) + ": the weight is singular (exp(logS) underflowed or overflowed)");
-    } else {
-      assemble(f, W.data());
+  launch(P.device(), [P, L, U, logS, sign, out, n, inverse] {
+    if (P.onCuda()) {
+      cudaCheck(cudaTable<InnflowCudaLuConv>("innflow_cuda_lu_conv")
+                    .weight(cudaDtype(P.dtype), P.raw(), L.raw(), U.raw(), logS.raw(), sign.raw(), out.raw(), n, inverse),
+                "luConvWeight");
+      return;
     }
-    store<T>(W, out);
+    INNFLOW_DISPATCH(P.dtype, T, {
+      Factors f;
+      std::vector<double> W(static_cast<size_t>(n * n));
+      bool ok = readFactors<T>(P, L, U, logS, sign, n, &f);
+      if (ok) {
+        if (inverse) ok = invert(f, W.data());
+        else assemble(f, W.data());
+      }
+      if (ok) store<T>(W, out);
+      else fillNaN<T>(out);
+    });
   });
   return wrap(info.Env(), out);
 }
@@ -197,63 +251,78 @@ Napi::Value LuConvWeightBackward(const Napi::CallbackInfo& info) {
   requireSameDtype(P, out, op);
   requireOneDevice(P, {&L, &U, &logS, &sign, &g, &out}, op);
   Tensor gL = emptyLike({n, n}, P.dtype, P), gU = emptyLike({n, n}, P.dtype, P), gLogS = emptyLike({n}, P.dtype, P);
-  if (P.onCuda())
-    cudaCheck(cudaTable<InnflowCudaLuConv>("innflow_cuda_lu_conv")
-                  .weightBackward(cudaDtype(P.dtype), g.raw(), P.raw(), L.raw(), U.raw(), logS.raw(), sign.raw(),
-                                  out.raw(), gL.raw(), gU.raw(), gLogS.raw(), n, inverse),
-              op);
-  else INNFLOW_DISPATCH(P.dtype, T, {
-    Factors f = readFactors<T>(P, L, U, logS, sign, n, op);
-    const T* gp = g.data<T>();
-    const size_t nn = static_cast<size_t>(n * n);
-    std::vector<double> gW(nn);
-    if (inverse) {
-      // gW = −Vᵀ·gV·Vᵀ with V the saved inverse: first t = gV·Vᵀ, then gW = −Vᵀ·t
-      const T* vp = out.data<T>();
-      std::vector<double> V(nn), t(nn, 0.0);
-      for (size_t i = 0; i < nn; i++) V[i] = double(vp[i]);
+  if (!P.onCuda()) {
+    std::string error;
+    INNFLOW_DISPATCH(P.dtype, T, { error = factorError<T>(P, logS, sign, n, false, op); });
+    if (!error.empty()) fail("ERR_ARGUMENT", error);
+  }
+  launch(P.device(), [g, P, L, U, logS, sign, out, gL, gU, gLogS, n, inverse] {
+    if (P.onCuda()) {
+      cudaCheck(cudaTable<InnflowCudaLuConv>("innflow_cuda_lu_conv")
+                    .weightBackward(cudaDtype(P.dtype), g.raw(), P.raw(), L.raw(), U.raw(), logS.raw(), sign.raw(),
+                                    out.raw(), gL.raw(), gU.raw(), gLogS.raw(), n, inverse),
+                "luConvWeightBackward");
+      return;
+    }
+    INNFLOW_DISPATCH(P.dtype, T, {
+      Factors f;
+      if (!readFactors<T>(P, L, U, logS, sign, n, &f)) {
+        fillNaN<T>(gL);
+        fillNaN<T>(gU);
+        fillNaN<T>(gLogS);
+        return;
+      }
+      const T* gp = g.data<T>();
+      const size_t nn = static_cast<size_t>(n * n);
+      std::vector<double> gW(nn);
+      if (inverse) {
+        // gW = −Vᵀ·gV·Vᵀ with V the saved inverse: first t = gV·Vᵀ, then gW = −Vᵀ·t
+        const T* vp = out.data<T>();
+        std::vector<double> V(nn), t(nn, 0.0);
+        for (size_t i = 0; i < nn; i++) V[i] = double(vp[i]);
+        for (int64_t i = 0; i < n; i++)
+          for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t k = 0; k < n; k++) s += double(gp[i * n + k]) * V[j * n + k];
+            t[i * n + j] = s;
+          }
+        for (size_t i = 0; i < nn; i++) gW[i] = 0;
+        for (int64_t k = 0; k < n; k++)
+          for (int64_t i = 0; i < n; i++) {
+            const double vki = V[k * n + i];
+            if (vki == 0) continue;
+            for (int64_t j = 0; j < n; j++) gW[i * n + j] -= vki * t[k * n + j];
+          }
+      } else {
+        for (size_t i = 0; i < nn; i++) gW[i] = double(gp[i]);
+      }
+      // gM = Pᵀ·gW: row perm[i] of gM is row i of gW
+      std::vector<double> gM(nn);
       for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++) {
+        for (int64_t j = 0; j < n; j++) gM[f.perm[i] * n + j] = gW[i * n + j];
+      // gL̃ = gM·Ũᵀ, kept on the strict lower triangle: gL[i][j] = Σ_{k>=j} gM[i][k]·Ũ[j][k]
+      std::vector<double> outL(nn, 0.0), outU(nn, 0.0), outS(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < i; j++) {
           double s = 0;
-          for (int64_t k = 0; k < n; k++) s += double(gp[i * n + k]) * V[j * n + k];
-          t[i * n + j] = s;
+          for (int64_t k = j; k < n; k++) s += gM[i * n + k] * f.U[j * n + k];
+          outL[i * n + j] = s;
         }
-      for (size_t i = 0; i < nn; i++) gW[i] = 0;
-      for (int64_t k = 0; k < n; k++)
-        for (int64_t i = 0; i < n; i++) {
-          const double vki = V[k * n + i];
-          if (vki == 0) continue;
-          for (int64_t j = 0; j < n; j++) gW[i * n + j] -= vki * t[k * n + j];
+      // gŨ = L̃ᵀ·gM, kept on and above the diagonal: gŨ[i][j] = Σ_{k>=i} L̃[k][i]·gM[k][j]
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t k = i; k < n; k++) {
+          const double lki = f.L[k * n + i];
+          if (lki == 0) continue;
+          for (int64_t j = i; j < n; j++) outU[i * n + j] += lki * gM[k * n + j];
         }
-    } else {
-      for (size_t i = 0; i < nn; i++) gW[i] = double(gp[i]);
-    }
-    // gM = Pᵀ·gW: row perm[i] of gM is row i of gW
-    std::vector<double> gM(nn);
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t j = 0; j < n; j++) gM[f.perm[i] * n + j] = gW[i * n + j];
-    // gL̃ = gM·Ũᵀ, kept on the strict lower triangle: gL[i][j] = Σ_{k>=j} gM[i][k]·Ũ[j][k]
-    std::vector<double> outL(nn, 0.0), outU(nn, 0.0), outS(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t j = 0; j < i; j++) {
-        double s = 0;
-        for (int64_t k = j; k < n; k++) s += gM[i * n + k] * f.U[j * n + k];
-        outL[i * n + j] = s;
+      for (int64_t i = 0; i < n; i++) {
+        outS[i] = outU[i * n + i] * f.U[i * n + i];  // d(sign·e^{logS})/dlogS = sign·e^{logS}
+        outU[i * n + i] = 0;
       }
-    // gŨ = L̃ᵀ·gM, kept on and above the diagonal: gŨ[i][j] = Σ_{k>=i} L̃[k][i]·gM[k][j]
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t k = i; k < n; k++) {
-        const double lki = f.L[k * n + i];
-        if (lki == 0) continue;
-        for (int64_t j = i; j < n; j++) outU[i * n + j] += lki * gM[k * n + j];
-      }
-    for (int64_t i = 0; i < n; i++) {
-      outS[i] = outU[i * n + i] * f.U[i * n + i];  // d(sign·e^{logS})/dlogS = sign·e^{logS}
-      outU[i * n + i] = 0;
-    }
-    store<T>(outL, gL);
-    store<T>(outU, gU);
-    store<T>(outS, gLogS);
+      store<T>(outL, gL);
+      store<T>(outU, gU);
+      store<T>(outS, gLogS);
+    });
   });
   Napi::Env env = info.Env();
   Napi::Array result = Napi::Array::New(env, 3);

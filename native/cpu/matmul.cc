@@ -35,6 +35,7 @@
 #endif
 
 #include "../../cuda/matmul.h"
+#include "../capture.h"
 #include "../common.h"
 #include "../cuda.h"
 #include "../ops.h"
@@ -754,97 +755,116 @@ CudaBatch cudaBatch(const MatmulDims& d, const char* op) {
   return cb;
 }
 
+// The products of matmul and its backward, as kept kernels (capture.h): the dims and the GPU's batch layout are
+// worked out (and checked) at the call; the kernel only multiplies.
 Tensor matmulForward(const Tensor& a, const Tensor& b) {
   requireSameDtype(a, b, "matmul");
-  const MatmulDims d = matmulDims(a.shape, b.shape);
+  MatmulDims d = matmulDims(a.shape, b.shape);
   requireSameDevice(a, b, "matmul");
   Tensor c = emptyLike(d.out, a.dtype, a);
   if (c.numel() == 0) return c;
-  const int64_t M = d.M, K = d.K, N = d.N;
+  const bool oneB = numelOf(d.bBatch) == 1;  // one b for the whole batch: the batch of a is just more rows
   if (a.onCuda()) {
-    const int dt = cudaDtype(a.dtype);
-    if (numelOf(d.bBatch) == 1) {
-      // one b for the whole batch: the batch of a is just more rows
-      cudaCheck(cudaMatmul().gemm(dt, 0, 0, d.nBatch * M, N, K, 1.0, a.raw(), K, 0, b.raw(), N, 0, 0.0, c.raw(), N, 0, 1),
-                "matmul");
-    } else {
-      const CudaBatch cb = cudaBatch(d, "matmul");
-      cudaCheck(cudaMatmul().batchedMatmul(dt, 0, 0, M, N, K, a.raw(), cb.a.data(), b.raw(), cb.b.data(), c.raw(),
-                                           cb.batch.data(), cb.batch.data(), cb.ndim()),
-                "matmul");
-    }
+    CudaBatch cb;
+    if (!oneB) cb = cudaBatch(d, "matmul");
+    launch(a.device(), [a, b, c, oneB, M = d.M, K = d.K, N = d.N, nBatch = d.nBatch, cb = std::move(cb)] {
+      const int dt = cudaDtype(a.dtype);
+      if (oneB)
+        cudaCheck(cudaMatmul().gemm(dt, 0, 0, nBatch * M, N, K, 1.0, a.raw(), K, 0, b.raw(), N, 0, 0.0, c.raw(), N, 0, 1),
+                  "matmul");
+      else
+        cudaCheck(cudaMatmul().batchedMatmul(dt, 0, 0, M, N, K, a.raw(), cb.a.data(), b.raw(), cb.b.data(), c.raw(),
+                                             cb.batch.data(), cb.batch.data(), cb.ndim()),
+                  "matmul");
+    });
     return c;
   }
-  INNFLOW_DISPATCH(a.dtype, T, {
-    const T *A = a.data<T>(), *B = b.data<T>();
-    T* C = c.data<T>();
-    if (numelOf(d.bBatch) == 1) {
-      // one b for the whole batch: the batch of a is just more rows
-      gemm<T>(false, false, d.nBatch * M, N, K, T(1), A, K, B, N, T(0), C, N);
-    } else {
-      groupedGemm<T>(false, false, M, N, K, A, M * K, K, batchIndex(d.aBatch, d.batch), B, K * N, N,
-                     batchIndex(d.bBatch, d.batch), C, d.nBatch, identityIndex(d.nBatch));
-    }
+  launch(a.device(), [a, b, c, oneB, d = std::move(d)] {
+    const int64_t M = d.M, K = d.K, N = d.N;
+    INNFLOW_DISPATCH(a.dtype, T, {
+      const T *A = a.data<T>(), *B = b.data<T>();
+      T* C = c.data<T>();
+      if (oneB) {
+        gemm<T>(false, false, d.nBatch * M, N, K, T(1), A, K, B, N, T(0), C, N);
+      } else {
+        groupedGemm<T>(false, false, M, N, K, A, M * K, K, batchIndex(d.aBatch, d.batch), B, K * N, N,
+                       batchIndex(d.bBatch, d.batch), C, d.nBatch, identityIndex(d.nBatch));
+      }
+    });
   });
   return c;
 }
 
-// ga = g·bᵀ summed into a's batch, gb = aᵀ·g summed into b's batch.
-void matmulBackward(const Tensor& g, const Tensor& a, const Tensor& b, Tensor* ga, Tensor* gb) {
+// ga = g·bᵀ summed into a's batch, gb = aᵀ·g summed into b's batch (each only when asked for; the other is left
+// empty).
+void matmulBackward(const Tensor& g, const Tensor& a, const Tensor& b, bool needA, bool needB, Tensor* gaOut,
+                    Tensor* gbOut) {
   requireSameDtype(a, b, "matmul backward");
   requireSameDtype(g, a, "matmul backward");
-  const MatmulDims d = matmulDims(a.shape, b.shape);
+  MatmulDims d = matmulDims(a.shape, b.shape);
   if (g.shape != d.out)
     fail("ERR_SHAPE", "matmul backward: gradient shape " + shapeString(g.shape) + " differs from the output shape " +
                           shapeString(d.out));
   requireSameDevice(a, b, "matmul backward");
   requireSameDevice(g, a, "matmul backward");
-  const int64_t M = d.M, K = d.K, N = d.N;
-  if (ga) *ga = emptyLike(a.shape, a.dtype, a);
-  if (gb) *gb = emptyLike(b.shape, b.dtype, b);
+  Tensor ga, gb;
+  if (needA) ga = emptyLike(a.shape, a.dtype, a);
+  if (needB) gb = emptyLike(b.shape, b.dtype, b);
+  *gaOut = ga;
+  *gbOut = gb;
+  const bool doA = needA && ga.numel() > 0, doB = needB && gb.numel() > 0;
+  if (!doA && !doB) return;
+  const bool oneB = numelOf(d.bBatch) == 1;  // as in the forward: the batch of a (and g) is just more rows
   if (a.onCuda()) {
-    const int dt = cudaDtype(a.dtype);
-    if (numelOf(d.bBatch) == 1) {
-      // as on the CPU: the batch of a (and g) is just more rows
-      if (ga && ga->numel() > 0)
-        cudaCheck(cudaMatmul().gemm(dt, 0, 1, d.nBatch * M, K, N, 1.0, g.raw(), N, 0, b.raw(), N, 0, 0.0, ga->raw(),
-                                    K, 0, 1),
+    CudaBatch cb;
+    if (!oneB) cb = cudaBatch(d, "matmul backward");
+    launch(a.device(), [g, a, b, ga, gb, doA, doB, oneB, M = d.M, K = d.K, N = d.N, nBatch = d.nBatch,
+                        cb = std::move(cb)] {
+      const int dt = cudaDtype(a.dtype);
+      if (oneB) {
+        if (doA)
+          cudaCheck(cudaMatmul().gemm(dt, 0, 1, nBatch * M, K, N, 1.0, g.raw(), N, 0, b.raw(), N, 0, 0.0, ga.raw(), K,
+                                      0, 1),
+                    "matmul backward");
+        if (doB)
+          cudaCheck(cudaMatmul().gemm(dt, 1, 0, K, N, nBatch * M, 1.0, a.raw(), K, 0, g.raw(), N, 0, 0.0, gb.raw(), N,
+                                      0, 1),
+                    "matmul backward");
+        return;
+      }
+      // ga[a's batch] = Σ g_i · b_iᵀ (M×K from M×N and K×N); gb[b's batch] = Σ a_iᵀ · g_i (K×N from M×K and M×N)
+      if (doA)
+        cudaCheck(cudaMatmul().batchedMatmul(dt, 0, 1, M, K, N, g.raw(), cb.batch.data(), b.raw(), cb.b.data(),
+                                             ga.raw(), cb.a.data(), cb.batch.data(), cb.ndim()),
                   "matmul backward");
-      if (gb && gb->numel() > 0)
-        cudaCheck(cudaMatmul().gemm(dt, 1, 0, K, N, d.nBatch * M, 1.0, a.raw(), K, 0, g.raw(), N, 0, 0.0, gb->raw(),
-                                    N, 0, 1),
+      if (doB)
+        cudaCheck(cudaMatmul().batchedMatmul(dt, 1, 0, K, N, M, a.raw(), cb.a.data(), g.raw(), cb.batch.data(),
+                                             gb.raw(), cb.b.data(), cb.batch.data(), cb.ndim()),
                   "matmul backward");
-      return;
-    }
-    const CudaBatch cb = cudaBatch(d, "matmul backward");
-    // ga[a's batch] = Σ g_i · b_iᵀ (M×K from M×N and K×N); gb[b's batch] = Σ a_iᵀ · g_i (K×N from M×K and M×N)
-    if (ga && ga->numel() > 0)
-      cudaCheck(cudaMatmul().batchedMatmul(dt, 0, 1, M, K, N, g.raw(), cb.batch.data(), b.raw(), cb.b.data(),
-                                           ga->raw(), cb.a.data(), cb.batch.data(), cb.ndim()),
-                "matmul backward");
-    if (gb && gb->numel() > 0)
-      cudaCheck(cudaMatmul().batchedMatmul(dt, 1, 0, K, N, M, a.raw(), cb.a.data(), g.raw(), cb.batch.data(),
-                                           gb->raw(), cb.b.data(), cb.batch.data(), cb.ndim()),
-                "matmul backward");
+    });
     return;
   }
-  INNFLOW_DISPATCH(a.dtype, T, {
-    const T *A = a.data<T>(), *B = b.data<T>(), *G = g.data<T>();
-    const int64_t nA = numelOf(d.aBatch), nB = numelOf(d.bBatch);
-    const std::vector<int64_t> aIdx = batchIndex(d.aBatch, d.batch), bIdx = batchIndex(d.bBatch, d.batch);
-    if (ga && ga->numel() > 0) {
-      T* GA = ga->data<T>();
-      if (nB == 1) gemm<T>(false, true, d.nBatch * M, K, N, T(1), G, N, B, N, T(0), GA, K);
-      else
-        groupedGemm<T>(false, true, M, K, N, G, M * N, N, identityIndex(d.nBatch), B, K * N, N, bIdx, GA, nA, aIdx);
-    }
-    if (gb && gb->numel() > 0) {
-      T* GB = gb->data<T>();
-      // one b for the whole batch: its gradient is one product over all rows of the batch
-      if (nB == 1) gemm<T>(true, false, K, N, d.nBatch * M, T(1), A, K, G, N, T(0), GB, N);
-      else
-        groupedGemm<T>(true, false, K, N, M, A, M * K, K, aIdx, G, M * N, N, identityIndex(d.nBatch), GB, nB, bIdx);
-    }
+  launch(a.device(), [g, a, b, ga, gb, doA, doB, oneB, d = std::move(d)] {
+    const int64_t M = d.M, K = d.K, N = d.N;
+    INNFLOW_DISPATCH(a.dtype, T, {
+      const T *A = a.data<T>(), *B = b.data<T>(), *G = g.data<T>();
+      const int64_t nA = numelOf(d.aBatch), nB = numelOf(d.bBatch);
+      const std::vector<int64_t> aIdx = oneB ? std::vector<int64_t>() : batchIndex(d.aBatch, d.batch);
+      const std::vector<int64_t> bIdx = oneB ? std::vector<int64_t>() : batchIndex(d.bBatch, d.batch);
+      if (doA) {
+        T* GA = ga.data<T>();
+        if (oneB) gemm<T>(false, true, d.nBatch * M, K, N, T(1), G, N, B, N, T(0), GA, K);
+        else
+          groupedGemm<T>(false, true, M, K, N, G, M * N, N, identityIndex(d.nBatch), B, K * N, N, bIdx, GA, nA, aIdx);
+      }
+      if (doB) {
+        T* GB = gb.data<T>();
+        // one b for the whole batch: its gradient is one product over all rows of the batch
+        if (oneB) gemm<T>(true, false, K, N, d.nBatch * M, T(1), A, K, G, N, T(0), GB, N);
+        else
+          groupedGemm<T>(true, false, K, N, M, A, M * K, K, aIdx, G, M * N, N, identityIndex(d.nBatch), GB, nB, bIdx);
+      }
+    });
   });
 }
 
@@ -860,7 +880,7 @@ Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
   const Tensor& b = tensorArg(info, 2, "b");
   const bool needA = boolArg(info, 3, "needA"), needB = boolArg(info, 4, "needB");
   Tensor ga, gb;
-  matmulBackward(g, a, b, needA ? &ga : nullptr, needB ? &gb : nullptr);
+  matmulBackward(g, a, b, needA, needB, &ga, &gb);
   Napi::Array out = Napi::Array::New(info.Env(), 2);
   out.Set(0u, wrapOrNull(info.Env(), needA ? &ga : nullptr));
   out.Set(1u, wrapOrNull(info.Env(), needB ? &gb : nullptr));
@@ -896,34 +916,36 @@ LinearDims linearDims(const Tensor& x, const Tensor& w, const Tensor* bias) {
   return d;
 }
 
-Tensor linearForward(const Tensor& x, const Tensor& w, const Tensor* bias) {
-  const LinearDims d = linearDims(x, w, bias);
+Tensor linearForward(const Tensor& x, const Tensor& w, const Tensor* biasArg) {
+  const LinearDims d = linearDims(x, w, biasArg);
   requireSameDevice(x, w, "linear");
-  if (bias) requireSameDevice(x, *bias, "linear");
+  if (biasArg) requireSameDevice(x, *biasArg, "linear");
   Tensor y = emptyLike(d.yShape, x.dtype, x);
   if (y.numel() == 0) return y;
-  if (x.onCuda()) {
-    const int dt = cudaDtype(x.dtype);
-    // the bias rides in C, as on the CPU: every row starts as the bias and the GEMM adds x·wᵀ onto it
-    if (bias) cudaCheck(cudaMatmul().broadcastMid(dt, bias->raw(), d.rows, d.out, 1, y.raw()), "linear");
-    cudaCheck(cudaMatmul().gemm(dt, 0, 1, d.rows, d.out, d.in, 1.0, x.raw(), d.in, 0, w.raw(), d.in, 0,
-                                bias ? 1.0 : 0.0, y.raw(), d.out, 0, 1),
-              "linear");
-    return y;
-  }
-  INNFLOW_DISPATCH(x.dtype, T, {
-    T* Y = y.data<T>();
-    if (bias) {
-      // the bias rides in C: every row starts as the bias and the GEMM adds x·wᵀ onto it (beta = 1)
-      const T* bv = bias->data<T>();
-      const int64_t O = d.out;
-      // (pool wake-ups cost tens of µs on small machines: below 256k values the copy stays on this thread)
-      parallelFor(d.rows, std::max<int64_t>(1, 262144 / std::max<int64_t>(O, 1)), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; r++) std::memcpy(Y + r * O, bv, size_t(O) * sizeof(T));
-      });
+  const bool hasBias = biasArg != nullptr;
+  Tensor bias = hasBias ? *biasArg : Tensor();
+  launch(x.device(), [x, w, y, bias, hasBias, rows = d.rows, in = d.in, O = d.out] {
+    if (x.onCuda()) {
+      const int dt = cudaDtype(x.dtype);
+      // the bias rides in C, as on the CPU: every row starts as the bias and the GEMM adds x·wᵀ onto it
+      if (hasBias) cudaCheck(cudaMatmul().broadcastMid(dt, bias.raw(), rows, O, 1, y.raw()), "linear");
+      cudaCheck(cudaMatmul().gemm(dt, 0, 1, rows, O, in, 1.0, x.raw(), in, 0, w.raw(), in, 0, hasBias ? 1.0 : 0.0,
+                                  y.raw(), O, 0, 1),
+                "linear");
+      return;
     }
-    gemm<T>(false, true, d.rows, d.out, d.in, T(1), x.data<T>(), d.in, w.data<T>(), d.in, bias ? T(1) : T(0), Y,
-            d.out);
+    INNFLOW_DISPATCH(x.dtype, T, {
+      T* Y = y.data<T>();
+      if (hasBias) {
+        // the bias rides in C: every row starts as the bias and the GEMM adds x·wᵀ onto it (beta = 1)
+        const T* bv = bias.data<T>();
+        // (pool wake-ups cost tens of µs on small machines: below 256k values the copy stays on this thread)
+        parallelFor(rows, std::max<int64_t>(1, 262144 / std::max<int64_t>(O, 1)), [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; r++) std::memcpy(Y + r * O, bv, size_t(O) * sizeof(T));
+        });
+      }
+      gemm<T>(false, true, rows, O, in, T(1), x.data<T>(), in, w.data<T>(), in, hasBias ? T(1) : T(0), Y, O);
+    });
   });
   return y;
 }
@@ -973,28 +995,29 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   if (needX) gx = emptyLike(x.shape, x.dtype, x);
   if (needW) gw = emptyLike(w.shape, w.dtype, w);
   if (needB) gb = emptyLike({d.out}, x.dtype, x);
-  if (x.onCuda()) {
-    const int dt = cudaDtype(x.dtype);
-    const InnflowCudaMatmul& mm = cudaMatmul();
-    // the same products as below; gbias = Σ_rows g with float32 summed in double
-    if (needX)
-      cudaCheck(mm.gemm(dt, 0, 0, d.rows, d.in, d.out, 1.0, g.raw(), d.out, 0, w.raw(), d.in, 0, 0.0, gx.raw(), d.in,
-                        0, 1),
-                "linear backward");
-    if (needW)
-      cudaCheck(mm.gemm(dt, 1, 0, d.out, d.in, d.rows, 1.0, g.raw(), d.out, 0, x.raw(), d.in, 0, 0.0, gw.raw(), d.in,
-                        0, 1),
-                "linear backward");
-    if (needB) cudaCheck(mm.sumOuterInner(dt, g.raw(), d.rows, d.out, 1, gb.raw(), 0), "linear backward");
-  } else {
-    INNFLOW_DISPATCH(x.dtype, T, {
-      const T* G = g.data<T>();
-      // gx = g·w (R×O · O×I); gw = gᵀ·x (O×R · R×I); gbias = Σ_rows g
-      if (needX) gemm<T>(false, false, d.rows, d.in, d.out, T(1), G, d.out, w.data<T>(), d.in, T(0), gx.data<T>(), d.in);
-      if (needW) gemm<T>(true, false, d.out, d.in, d.rows, T(1), G, d.out, x.data<T>(), d.in, T(0), gw.data<T>(), d.in);
-      if (needB) columnSums<T>(G, d.rows, d.out, gb.data<T>());
+  if (needX || needW || needB)
+    launch(x.device(), [g, x, w, gx, gw, gb, needX, needW, needB, rows = d.rows, in = d.in, O = d.out] {
+      if (x.onCuda()) {
+        const int dt = cudaDtype(x.dtype);
+        const InnflowCudaMatmul& mm = cudaMatmul();
+        // the same products as below; gbias = Σ_rows g with float32 summed in double
+        if (needX)
+          cudaCheck(mm.gemm(dt, 0, 0, rows, in, O, 1.0, g.raw(), O, 0, w.raw(), in, 0, 0.0, gx.raw(), in, 0, 1),
+                    "linear backward");
+        if (needW)
+          cudaCheck(mm.gemm(dt, 1, 0, O, in, rows, 1.0, g.raw(), O, 0, x.raw(), in, 0, 0.0, gw.raw(), in, 0, 1),
+                    "linear backward");
+        if (needB) cudaCheck(mm.sumOuterInner(dt, g.raw(), rows, O, 1, gb.raw(), 0), "linear backward");
+        return;
+      }
+      INNFLOW_DISPATCH(x.dtype, T, {
+        const T* G = g.data<T>();
+        // gx = g·w (R×O · O×I); gw = gᵀ·x (O×R · R×I); gbias = Σ_rows g
+        if (needX) gemm<T>(false, false, rows, in, O, T(1), G, O, w.data<T>(), in, T(0), gx.data<T>(), in);
+        if (needW) gemm<T>(true, false, O, in, rows, T(1), G, O, x.data<T>(), in, T(0), gw.data<T>(), in);
+        if (needB) columnSums<T>(G, rows, O, gb.data<T>());
+      });
     });
-  }
   Napi::Array out = Napi::Array::New(info.Env(), 3);
   out.Set(0u, wrapOrNull(info.Env(), needX ? &gx : nullptr));
   out.Set(1u, wrapOrNull(info.Env(), needW ? &gw : nullptr));
