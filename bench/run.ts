@@ -1,6 +1,6 @@
 /**
  * npm run bench -- [--device cpu|cuda] [--workloads a,b] [--steps N] [--threads N] [--precision highest|high|medium] [--json FILE]
- *                   [--invertible-backprop] [--quality] [--quality-steps N]
+ *                   [--invertible-backprop] [--compile] [--quality] [--quality-steps N]
  *
  * Times the training step (forward with log-det, loss = mean(0.5·|z|² − logJacDet) / dims, backward, one Adam
  * step at lr 1e-4), the forward and the reverse pass of each workload of shared/bench/WORKLOADS.md, and prints
@@ -10,6 +10,12 @@
  * Peak memory: on the CPU, the high-water mark of live tensor bytes during a training step (memory().peakBytes
  * after resetPeak() at the step's start: parameters, gradients, Adam's state and the batch, plus the most
  * activations alive at any moment); on CUDA, the live device bytes at the end of the step.
+ * `--compile` times the training step compiled with compileStep (captured once, replayed with one native call;
+ * CUDA graphs on the GPU) instead of the eager step.
+ *
+ * The reference on the CPU is reference.json's CPU time; on the GPU it is the best PyTorch column: the smallest of
+ * eager, torch.compile and the whole step as a CUDA graph (and, at precision high or medium, the graph with TF32).
+ *
  * `--invertible-backprop` turns SequenceINN.invertibleBackprop on for the SequenceINN workloads (GraphINN
  * workloads run as usual).
  *
@@ -22,7 +28,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { cuda, Device, getMatmulPrecision, GraphINN, MatmulPrecision, manualSeed, memory, noGrad, optim, resetPeak, SequenceINN, setMatmulPrecision, setNumThreads, Tensor, tidy } from '../lib'
+import { compileStep, cuda, Device, getMatmulPrecision, GraphINN, MatmulPrecision, manualSeed, memory, noGrad, optim, resetPeak, SequenceINN, setMatmulPrecision, setNumThreads, Tensor, tidy } from '../lib'
 import { freiaParameterCount, Workload, workloads } from './workloads'
 import { qualityHeader, qualityLine, qualityNames, QualityRow, qualityWorkloads, runQuality } from './quality'
 
@@ -66,10 +72,11 @@ export function parseArgs(argv: string[]) {
   const threads = get('threads') === undefined ? undefined : Number(get('threads'))
   const names = get('workloads')?.split(',')
   const invertibleBackprop = argv.includes('--invertible-backprop')
+  const compile = argv.includes('--compile')
   const quality = argv.includes('--quality')
   const qualitySteps = get('quality-steps') === undefined ? undefined : Number(get('quality-steps'))
   if (qualitySteps !== undefined && !(Number.isInteger(qualitySteps) && qualitySteps >= 1)) throw new Error(`--quality-steps must be a positive integer`)
-  return { device, precision, steps, threads, names, json: get('json'), invertibleBackprop, quality, qualitySteps }
+  return { device, precision, steps, threads, names, json: get('json'), invertibleBackprop, compile, quality, qualitySteps }
 }
 
 const median = (xs: number[]) => {
@@ -87,7 +94,7 @@ function timeIt(fn: () => void, repeats: number): number {
   return median(times)
 }
 
-function runWorkload(w: Workload, device: string, precision: string, steps: number, reference: Record<string, unknown>, invertibleBackprop = false): Row {
+function runWorkload(w: Workload, device: string, precision: string, steps: number, reference: Record<string, unknown>, invertibleBackprop = false, compile = false): Row {
   manualSeed(0)
   const inn: SequenceINN | GraphINN = w.build()
   if (invertibleBackprop && inn instanceof SequenceINN) inn.invertibleBackprop = true
@@ -105,14 +112,19 @@ function runWorkload(w: Workload, device: string, precision: string, steps: numb
     return [z as Tensor, ljd]
   }
   let peak = 0
+  const body = (x: Tensor): Tensor => {
+    const [z, ljd] = forward(x)
+    const loss = z.square().flatten(1).sum(1).mul(0.5).sub(ljd).mean().div(w.dims)
+    opt.zeroGrad()
+    loss.backward()
+    opt.step()
+    return loss
+  }
+  const compiled = compile ? compileStep(body) : null
   const step = () => {
     if (device === 'cpu') resetPeak()
     tidy(() => {
-      const [z, ljd] = forward(batchData.x)
-      const loss = z.square().flatten(1).sum(1).mul(0.5).sub(ljd).mean().div(w.dims)
-      opt.zeroGrad()
-      loss.backward()
-      opt.step()
+      const loss = compiled ? compiled(batchData.x) : body(batchData.x)
       // CUDA: live device memory at the end of the step (the tidy scope still holds the step's tensors)
       if (device === 'cuda') peak = Math.max(peak, memory().cudaBytes)
       loss.item() // the step is complete when the loss is read
@@ -122,12 +134,13 @@ function runWorkload(w: Workload, device: string, precision: string, steps: numb
   }
   for (let i = 0; i < 5; i++) step()
   const trainStepMs = timeIt(step, steps)
+  compiled?.release()
   const z = tidy(() => noGrad(() => forward(batchData.x)[0]))
   const forwardMs = timeIt(() => tidy(() => noGrad(() => void forward(batchData.x)[1].sum().item())), Math.max(5, Math.floor(steps / 2)))
   const reverseMs = timeIt(() => tidy(() => noGrad(() => void forward(z, true)[1].sum().item())), Math.max(5, Math.floor(steps / 2)))
   z.dispose()
   const refTable = ((reference as { cpu: { train_step_ms: Record<string, number> }; gpu: { train_step_ms: Record<string, Record<string, number | null>> } }))
-  const referenceMs = device === 'cpu' ? refTable.cpu.train_step_ms[w.name] ?? null : refTable.gpu.train_step_ms[w.name]?.eager ?? null
+  const referenceMs = device === 'cpu' ? refTable.cpu.train_step_ms[w.name] ?? null : bestGpuReference(refTable.gpu.train_step_ms[w.name], precision)
   for (const p of params) {
     p.grad?.dispose()
     p.dispose()
@@ -149,6 +162,14 @@ function runWorkload(w: Workload, device: string, precision: string, steps: numb
     referenceMs,
     ratio: referenceMs === null ? null : referenceMs / trainStepMs,
   }
+}
+
+/** The best PyTorch time of a GPU workload: the smallest of eager, compile and graph (and graph_tf32 unless 'highest'). */
+function bestGpuReference(row: Record<string, number | null> | undefined, precision: string): number | null {
+  if (!row) return null
+  const columns = ['eager', 'compile', 'graph', ...(precision === 'highest' ? [] : ['graph_tf32'])]
+  const times = columns.map((c) => row[c]).filter((v): v is number => typeof v === 'number')
+  return times.length ? Math.min(...times) : null
 }
 
 /** Runs the selected workloads; prints the table through `log`; returns the pinned JSON object. */
@@ -177,11 +198,12 @@ function runSelected(args: BenchArgs, log: (line: string) => void): BenchResult 
   const rows: Row[] = []
   if (selected.length > 0) {
     if (args.invertibleBackprop) log('# invertible backprop on for SequenceINN workloads')
+    if (args.compile) log('# training steps compiled with compileStep')
     const header = ['workload', 'batch', 'params', 'train ms', 'samples/s', 'fwd ms', 'rev ms', 'peak MiB', 'ref ms', 'ratio']
     log(header.join('\t'))
   }
   for (const w of selected) {
-    const r = runWorkload(w, args.device, args.precision, args.steps, reference, args.invertibleBackprop)
+    const r = runWorkload(w, args.device, args.precision, args.steps, reference, args.invertibleBackprop, args.compile)
     rows.push(r)
     log(
       [r.workload, r.batch, r.params, r.trainStepMs.toFixed(2), r.samplesPerSec.toFixed(0), r.forwardMs.toFixed(2), r.reverseMs.toFixed(2), r.peakMemMiB.toFixed(1), r.referenceMs ?? '-', r.ratio?.toFixed(2) ?? '-'].join('\t'),
