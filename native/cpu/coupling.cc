@@ -26,13 +26,21 @@
 // The loops over a row are branch-free (fastExp/fastTanh for float32) so that GCC vectorises them; each row is
 // finished while it is in L1 (the sums read back a small row buffer). Rows are split over the thread pool with
 // the elementwise family's grain. CUDA tensors run cuda/coupling.cu (same formulas; CUDA's expf/tanhf there).
+//
+// Compiled steps (native/capture.h): each entry point checks its arguments and allocates its outputs, then runs
+// its kernel (either device) through launch(), so a replay recomputes the outputs in place. The permutation of
+// catAffinePermute / permuteAffineSplit is checked at the call and read again by the kernel each time it runs (as
+// the GPU kernels read it), so a replay follows a permutation overwritten in place; one that is no longer a
+// permutation then gives NaN results, as on the GPU.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "../../cuda/coupling.h"
+#include "../capture.h"
 #include "../common.h"
 #include "../cuda.h"
 #include "../ops.h"
@@ -311,30 +319,32 @@ Napi::Value AffineCoupling(const Napi::CallbackInfo& info) {
     E = emptyLike(x2.shape, x2.dtype, x2);
     D = emptyLike(x2.shape, x2.dtype, x2);
   }
-  if (rows > 0 && n == 0) {  // empty rows: y2 is empty, Σ s = 0 (and a mean of nothing is not taken)
-    if (x2.onCuda()) cudaFill(x2.dtype, logDet.raw(), rows, 0.0);
-    else INNFLOW_DISPATCH(x2.dtype, T, { std::fill_n(logDet.data<T>(), rows, T(0)); });
-  } else if (rows > 0 && x2.onCuda()) {
-    cudaCheck(gpu().forward(kind, cudaDtype(x2.dtype), a.raw(), x2.raw(), y2.raw(), logDet.raw(),
-                            save ? E.raw() : nullptr, save ? D.raw() : nullptr, rows, n, preScale, clamp, gin ? 1 : 0,
-                            rev ? 1 : 0),
-              op);
-  } else if (rows > 0) {
-    INNFLOW_DISPATCH(x2.dtype, T, {
-      const Consts<T> c = makeConsts<T>(kind, preScale, clamp);
-      withKind(kind, [&](auto kc) {
-        constexpr int K = decltype(kc)::value;
-        withBool(rev, [&](auto rc) {
-          constexpr bool REV = decltype(rc)::value;
-          withBool(save, [&](auto sc) {
-            constexpr bool SAVE = decltype(sc)::value;
-            forwardRows<T, K, REV, SAVE>(a.data<T>(), x2.data<T>(), y2.data<T>(), logDet.data<T>(),
-                                         SAVE ? E.data<T>() : nullptr, SAVE ? D.data<T>() : nullptr, rows, n, c, gin);
+  launch(x2.device(), [=] {
+    if (rows > 0 && n == 0) {  // empty rows: y2 is empty, Σ s = 0 (and a mean of nothing is not taken)
+      if (x2.onCuda()) cudaFill(x2.dtype, logDet.raw(), rows, 0.0);
+      else INNFLOW_DISPATCH(x2.dtype, T, { std::fill_n(logDet.data<T>(), rows, T(0)); });
+    } else if (rows > 0 && x2.onCuda()) {
+      cudaCheck(gpu().forward(kind, cudaDtype(x2.dtype), a.raw(), x2.raw(), y2.raw(), logDet.raw(),
+                              save ? E.raw() : nullptr, save ? D.raw() : nullptr, rows, n, preScale, clamp, gin ? 1 : 0,
+                              rev ? 1 : 0),
+                op);
+    } else if (rows > 0) {
+      INNFLOW_DISPATCH(x2.dtype, T, {
+        const Consts<T> c = makeConsts<T>(kind, preScale, clamp);
+        withKind(kind, [&](auto kc) {
+          constexpr int K = decltype(kc)::value;
+          withBool(rev, [&](auto rc) {
+            constexpr bool REV = decltype(rc)::value;
+            withBool(save, [&](auto sc) {
+              constexpr bool SAVE = decltype(sc)::value;
+              forwardRows<T, K, REV, SAVE>(a.data<T>(), x2.data<T>(), y2.data<T>(), logDet.data<T>(),
+                                           SAVE ? E.data<T>() : nullptr, SAVE ? D.data<T>() : nullptr, rows, n, c, gin);
+            });
           });
         });
       });
-    });
-  }
+    }
+  });
   Napi::Env env = info.Env();
   Napi::Array result = Napi::Array::New(env, 4);
   result.Set(0u, wrap(env, std::move(y2)));
@@ -383,26 +393,27 @@ Napi::Value AffineCouplingBackward(const Napi::CallbackInfo& info) {
   Tensor ga = emptyLike(a.shape, a.dtype, a);
   Tensor gx;
   if (wantGx) gx = emptyLike(x2.shape, x2.dtype, x2);
-  if (rows > 0 && n > 0) {
+  launch(x2.device(), [=] {
+    if (rows == 0 || n == 0) return;
     if (x2.onCuda()) {
       cudaCheck(gpu().backward(kind, cudaDtype(x2.dtype), hasGy ? gy.raw() : nullptr, hasGl ? gl.raw() : nullptr,
                                a.raw(), x2.raw(), E.raw(), D.raw(), ga.raw(), wantGx ? gx.raw() : nullptr, rows, n,
                                preScale, gin ? 1 : 0, rev ? 1 : 0),
                 op);
-    } else {
-      INNFLOW_DISPATCH(x2.dtype, T, {
-        withBool(rev, [&](auto rc) {
-          constexpr bool REV = decltype(rc)::value;
-          withBool(hasGy, [&](auto gc) {
-            constexpr bool GY = decltype(gc)::value;
-            backwardRows<T, REV, GY>(GY ? gy.data<T>() : nullptr, hasGl ? gl.data<T>() : nullptr, a.data<T>(),
-                                     x2.data<T>(), E.data<T>(), D.data<T>(), ga.data<T>(),
-                                     wantGx ? gx.data<T>() : nullptr, rows, n, T(preScale), gin);
-          });
+      return;
+    }
+    INNFLOW_DISPATCH(x2.dtype, T, {
+      withBool(rev, [&](auto rc) {
+        constexpr bool REV = decltype(rc)::value;
+        withBool(hasGy, [&](auto gc) {
+          constexpr bool GY = decltype(gc)::value;
+          backwardRows<T, REV, GY>(GY ? gy.data<T>() : nullptr, hasGl ? gl.data<T>() : nullptr, a.data<T>(),
+                                   x2.data<T>(), E.data<T>(), D.data<T>(), ga.data<T>(),
+                                   wantGx ? gx.data<T>() : nullptr, rows, n, T(preScale), gin);
         });
       });
-    }
-  }
+    });
+  });
   Napi::Env env = info.Env();
   Napi::Array result = Napi::Array::New(env, 2);
   result.Set(0u, wrap(env, std::move(ga)));
@@ -462,29 +473,53 @@ void checkChannelParam(const Tensor& p, const CatShapes& c, const Tensor& like, 
   requireSameDevice(p, like, op);
 }
 
-// The permutation (a CPU index tensor of C integers, each once) and its inverse.
-void readPermutation(const Tensor& perm, int64_t C, const char* op, std::vector<int64_t>& p, std::vector<int64_t>& inv,
-                     const char* name = "perm") {
-  if (perm.shape != Shape{C})
-    fail("ERR_SHAPE", std::string(op) + ": " + name + " must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
+// The permutation held by perm (a CPU index tensor of C values, C checked) and its inverse. Returns -1, or the
+// first position whose value is not an integer in [0, C) or repeats an earlier one (p and inv are then partial).
+// Never throws: kernels call it each time they run.
+int64_t decodePermutation(const Tensor& perm, int64_t C, std::vector<int64_t>& p, std::vector<int64_t>& inv) {
   p.assign(size_t(C), 0);
   inv.assign(size_t(C), -1);
+  int64_t bad = -1;
   INNFLOW_DISPATCH(perm.dtype, T, {
     const T* v = perm.data<T>();
     for (int64_t j = 0; j < C; j++) {
       const double d = double(v[j]);
       const bool inRange = d >= 0 && d < double(C);  // false for NaN
-      if (!inRange || double(int64_t(d)) != d)
-        fail("ERR_ARGUMENT", std::string(op) + ": " + name + " value " + std::to_string(d) + " at position " + std::to_string(j) +
-                                 " is not an integer in [0, " + std::to_string(C) + ")");
+      if (!inRange || double(int64_t(d)) != d || inv[size_t(d)] >= 0) {
+        bad = j;
+        break;
+      }
       const int64_t k = int64_t(d);
-      if (inv[k] >= 0)
-        fail("ERR_ARGUMENT", std::string(op) + ": " + name + " is not a permutation (" + std::to_string(k) + " at positions " +
-                                 std::to_string(inv[k]) + " and " + std::to_string(j) + ")");
       p[j] = k;
       inv[k] = j;
     }
   });
+  return bad;
+}
+
+// The call's check of the permutation (a CPU index tensor of C integers, each once): ERR_SHAPE / ERR_ARGUMENT.
+void checkPermutation(const Tensor& perm, int64_t C, const char* op, const char* name = "perm") {
+  if (perm.shape != Shape{C})
+    fail("ERR_SHAPE", std::string(op) + ": " + name + " must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
+  std::vector<int64_t> p, inv;
+  const int64_t j = decodePermutation(perm, C, p, inv);
+  if (j < 0) return;
+  double d = 0;
+  INNFLOW_DISPATCH(perm.dtype, T, { d = double(perm.data<T>()[j]); });
+  const bool inRange = d >= 0 && d < double(C);
+  if (!inRange || double(int64_t(d)) != d)
+    fail("ERR_ARGUMENT", std::string(op) + ": " + name + " value " + std::to_string(d) + " at position " + std::to_string(j) +
+                             " is not an integer in [0, " + std::to_string(C) + ")");
+  const int64_t k = int64_t(d);
+  fail("ERR_ARGUMENT", std::string(op) + ": " + name + " is not a permutation (" + std::to_string(k) + " at positions " +
+                           std::to_string(inv[k]) + " and " + std::to_string(j) + ")");
+}
+
+// Fills the tensors a kernel could not compute (its permutation changed into a non-permutation) with NaN.
+void fillNaN(std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts)
+    if (t->storage)
+      INNFLOW_DISPATCH(t->dtype, T, { std::fill_n(t->data<T>(), t->numel(), std::numeric_limits<T>::quiet_NaN()); });
 }
 
 template <class T, bool SCALE>
@@ -572,25 +607,30 @@ Napi::Value CatAffinePermute(const Napi::CallbackInfo& info) {
   }
   checkChannelParam(shift, c, x1, op, "shift");
   requireSameDevice(perm, x1, op);
-  Tensor z = emptyLike(c.zShape, x1.dtype, x1);
   if (x1.onCuda()) {
     if (perm.shape != Shape{C})
       fail("ERR_SHAPE", std::string(op) + ": perm must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
-    cudaCheck(gpu().catAffinePermute(cudaDtype(x1.dtype), x1.raw(), y2.raw(), hasScale ? scale.raw() : nullptr, shift.raw(),
-                                     perm.raw(), cudaDtype(perm.dtype), z.raw(), c.B, c.C1, c.C2, c.S),
-              op);
   } else {
-    std::vector<int64_t> p, inv;
-    readPermutation(perm, C, op, p, inv);
-    if (z.numel() > 0) {
-      INNFLOW_DISPATCH(x1.dtype, T, {
-        if (hasScale)
-          catAffinePermuteRows<T, true>(x1.data<T>(), y2.data<T>(), scale.data<T>(), shift.data<T>(), p.data(), z.data<T>(), c);
-        else
-          catAffinePermuteRows<T, false>(x1.data<T>(), y2.data<T>(), nullptr, shift.data<T>(), p.data(), z.data<T>(), c);
-      });
-    }
+    checkPermutation(perm, C, op);
   }
+  Tensor z = emptyLike(c.zShape, x1.dtype, x1);
+  launch(x1.device(), [=] {
+    if (x1.onCuda()) {
+      cudaCheck(gpu().catAffinePermute(cudaDtype(x1.dtype), x1.raw(), y2.raw(), hasScale ? scale.raw() : nullptr,
+                                       shift.raw(), perm.raw(), cudaDtype(perm.dtype), z.raw(), c.B, c.C1, c.C2, c.S),
+                op);
+      return;
+    }
+    std::vector<int64_t> p, inv;
+    if (decodePermutation(perm, C, p, inv) >= 0) return fillNaN({&z});
+    if (z.numel() == 0) return;
+    INNFLOW_DISPATCH(x1.dtype, T, {
+      if (hasScale)
+        catAffinePermuteRows<T, true>(x1.data<T>(), y2.data<T>(), scale.data<T>(), shift.data<T>(), p.data(), z.data<T>(), c);
+      else
+        catAffinePermuteRows<T, false>(x1.data<T>(), y2.data<T>(), nullptr, shift.data<T>(), p.data(), z.data<T>(), c);
+    });
+  });
   return wrap(info.Env(), std::move(z));
 }
 
@@ -616,34 +656,39 @@ Napi::Value CatAffinePermuteBackward(const Napi::CallbackInfo& info) {
   requireSameDtype(gz, x1, op);
   requireSameDevice(gz, x1, op);
   requireSameDevice(perm, x1, op);
+  if (x1.onCuda()) {
+    if (perm.shape != Shape{C})
+      fail("ERR_SHAPE", std::string(op) + ": perm must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
+  } else {
+    checkPermutation(perm, C, op);
+  }
   Tensor gx1 = emptyLike(x1.shape, x1.dtype, x1), gy2 = emptyLike(y2.shape, y2.dtype, y2);
   Tensor gscale, gshift;
   if (needScale) gscale = emptyLike(scale.shape, scale.dtype, x1);
   if (needShift) gshift = emptyLike(shift.shape, shift.dtype, x1);
-  if (x1.onCuda()) {
-    if (perm.shape != Shape{C})
-      fail("ERR_SHAPE", std::string(op) + ": perm must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
-    cudaCheck(gpu().catAffinePermuteBackward(cudaDtype(x1.dtype), gz.raw(), x1.raw(), y2.raw(), hasScale ? scale.raw() : nullptr,
-                                             perm.raw(), cudaDtype(perm.dtype), gx1.raw(), gy2.raw(),
-                                             needScale ? gscale.raw() : nullptr, needShift ? gshift.raw() : nullptr, c.B,
-                                             c.C1, c.C2, c.S),
-              op);
-  } else {
-    std::vector<int64_t> p, inv;
-    readPermutation(perm, C, op, p, inv);
-    if (C > 0) {
-      INNFLOW_DISPATCH(x1.dtype, T, {
-        T* gsc = needScale ? gscale.data<T>() : nullptr;
-        T* gsh = needShift ? gshift.data<T>() : nullptr;
-        if (hasScale)
-          catAffinePermuteBackwardRows<T, true>(gz.data<T>(), x1.data<T>(), y2.data<T>(), scale.data<T>(), inv.data(),
-                                                gx1.data<T>(), gy2.data<T>(), gsc, gsh, c);
-        else
-          catAffinePermuteBackwardRows<T, false>(gz.data<T>(), x1.data<T>(), y2.data<T>(), nullptr, inv.data(),
-                                                 gx1.data<T>(), gy2.data<T>(), gsc, gsh, c);
-      });
+  launch(x1.device(), [=] {
+    if (x1.onCuda()) {
+      cudaCheck(gpu().catAffinePermuteBackward(cudaDtype(x1.dtype), gz.raw(), x1.raw(), y2.raw(),
+                                               hasScale ? scale.raw() : nullptr, perm.raw(), cudaDtype(perm.dtype),
+                                               gx1.raw(), gy2.raw(), needScale ? gscale.raw() : nullptr,
+                                               needShift ? gshift.raw() : nullptr, c.B, c.C1, c.C2, c.S),
+                op);
+      return;
     }
-  }
+    std::vector<int64_t> p, inv;
+    if (decodePermutation(perm, C, p, inv) >= 0) return fillNaN({&gx1, &gy2, &gscale, &gshift});
+    if (C == 0) return;
+    INNFLOW_DISPATCH(x1.dtype, T, {
+      T* gsc = needScale ? gscale.data<T>() : nullptr;
+      T* gsh = needShift ? gshift.data<T>() : nullptr;
+      if (hasScale)
+        catAffinePermuteBackwardRows<T, true>(gz.data<T>(), x1.data<T>(), y2.data<T>(), scale.data<T>(), inv.data(),
+                                              gx1.data<T>(), gy2.data<T>(), gsc, gsh, c);
+      else
+        catAffinePermuteBackwardRows<T, false>(gz.data<T>(), x1.data<T>(), y2.data<T>(), nullptr, inv.data(),
+                                               gx1.data<T>(), gy2.data<T>(), gsc, gsh, c);
+    });
+  });
   Napi::Env env = info.Env();
   Napi::Array result = Napi::Array::New(env, 4);
   result.Set(0u, wrap(env, std::move(gx1)));
@@ -748,28 +793,33 @@ Napi::Value PermuteAffineSplit(const Napi::CallbackInfo& info) {
   }
   checkChannelParam(shift, c, z, op, "shift");
   requireSameDevice(perm, z, op);
+  if (z.onCuda()) {
+    if (perm.shape != Shape{C})
+      fail("ERR_SHAPE", std::string(op) + ": index must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
+  } else {
+    checkPermutation(perm, C, op, "index");
+  }
   Shape s1 = z.shape, s2 = z.shape;
   s1[1] = c.C1;
   s2[1] = c.C2;
   Tensor x1 = emptyLike(s1, z.dtype, z), x2 = emptyLike(s2, z.dtype, z);
-  if (z.onCuda()) {
-    if (perm.shape != Shape{C})
-      fail("ERR_SHAPE", std::string(op) + ": index must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
-    cudaCheck(gpu().permuteAffineSplit(cudaDtype(z.dtype), z.raw(), hasScale ? scale.raw() : nullptr, shift.raw(), perm.raw(),
-                                       cudaDtype(perm.dtype), x1.raw(), x2.raw(), c.B, c.C1, c.C2, c.S),
-              op);
-  } else {
-    std::vector<int64_t> p, inv;
-    readPermutation(perm, C, op, p, inv, "index");
-    if (z.numel() > 0) {
-      INNFLOW_DISPATCH(z.dtype, T, {
-        if (hasScale)
-          permuteAffineSplitRows<T, true>(z.data<T>(), scale.data<T>(), shift.data<T>(), p.data(), x1.data<T>(), x2.data<T>(), c);
-        else
-          permuteAffineSplitRows<T, false>(z.data<T>(), nullptr, shift.data<T>(), p.data(), x1.data<T>(), x2.data<T>(), c);
-      });
+  launch(z.device(), [=] {
+    if (z.onCuda()) {
+      cudaCheck(gpu().permuteAffineSplit(cudaDtype(z.dtype), z.raw(), hasScale ? scale.raw() : nullptr, shift.raw(),
+                                         perm.raw(), cudaDtype(perm.dtype), x1.raw(), x2.raw(), c.B, c.C1, c.C2, c.S),
+                op);
+      return;
     }
-  }
+    std::vector<int64_t> p, inv;
+    if (decodePermutation(perm, C, p, inv) >= 0) return fillNaN({&x1, &x2});
+    if (z.numel() == 0) return;
+    INNFLOW_DISPATCH(z.dtype, T, {
+      if (hasScale)
+        permuteAffineSplitRows<T, true>(z.data<T>(), scale.data<T>(), shift.data<T>(), p.data(), x1.data<T>(), x2.data<T>(), c);
+      else
+        permuteAffineSplitRows<T, false>(z.data<T>(), nullptr, shift.data<T>(), p.data(), x1.data<T>(), x2.data<T>(), c);
+    });
+  });
   Napi::Env env = info.Env();
   Napi::Array result = Napi::Array::New(env, 2);
   result.Set(0u, wrap(env, std::move(x1)));
@@ -811,36 +861,42 @@ Napi::Value PermuteAffineSplitBackward(const Napi::CallbackInfo& info) {
     requireSameDtype(g2, z, op);
     requireSameDevice(g2, z, op);
   }
+  if (z.onCuda()) {
+    if (perm.shape != Shape{C})
+      fail("ERR_SHAPE", std::string(op) + ": index must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
+  } else {
+    checkPermutation(perm, C, op, "index");
+  }
   Tensor gz = emptyLike(z.shape, z.dtype, z);
   Tensor gscale, gshift;
   if (needScale) gscale = emptyLike(scale.shape, scale.dtype, z);
   if (needShift) gshift = emptyLike(shift.shape, shift.dtype, z);
-  if (z.onCuda()) {
-    if (perm.shape != Shape{C})
-      fail("ERR_SHAPE", std::string(op) + ": index must have shape (" + std::to_string(C) + "), got " + shapeString(perm.shape));
-    cudaCheck(gpu().permuteAffineSplitBackward(cudaDtype(z.dtype), hasG1 ? g1.raw() : nullptr, hasG2 ? g2.raw() : nullptr,
-                                               z.raw(), hasScale ? scale.raw() : nullptr, shift.raw(), perm.raw(),
-                                               cudaDtype(perm.dtype), gz.raw(), needScale ? gscale.raw() : nullptr,
-                                               needShift ? gshift.raw() : nullptr, c.B, c.C1, c.C2, c.S),
-              op);
-  } else {
-    std::vector<int64_t> p, inv;
-    readPermutation(perm, C, op, p, inv, "index");
-    if (C > 0) {
-      INNFLOW_DISPATCH(z.dtype, T, {
-        const T* g1p = hasG1 ? g1.data<T>() : nullptr;
-        const T* g2p = hasG2 ? g2.data<T>() : nullptr;
-        T* gsc = needScale ? gscale.data<T>() : nullptr;
-        T* gsh = needShift ? gshift.data<T>() : nullptr;
-        if (hasScale)
-          permuteAffineSplitBackwardRows<T, true>(g1p, g2p, z.data<T>(), scale.data<T>(), shift.data<T>(), p.data(),
-                                                  gz.data<T>(), gsc, gsh, c);
-        else
-          permuteAffineSplitBackwardRows<T, false>(g1p, g2p, z.data<T>(), nullptr, shift.data<T>(), p.data(),
-                                                   gz.data<T>(), gsc, gsh, c);
-      });
+  launch(z.device(), [=] {
+    if (z.onCuda()) {
+      cudaCheck(gpu().permuteAffineSplitBackward(cudaDtype(z.dtype), hasG1 ? g1.raw() : nullptr,
+                                                 hasG2 ? g2.raw() : nullptr, z.raw(), hasScale ? scale.raw() : nullptr,
+                                                 shift.raw(), perm.raw(), cudaDtype(perm.dtype), gz.raw(),
+                                                 needScale ? gscale.raw() : nullptr, needShift ? gshift.raw() : nullptr,
+                                                 c.B, c.C1, c.C2, c.S),
+                op);
+      return;
     }
-  }
+    std::vector<int64_t> p, inv;
+    if (decodePermutation(perm, C, p, inv) >= 0) return fillNaN({&gz, &gscale, &gshift});
+    if (C == 0) return;
+    INNFLOW_DISPATCH(z.dtype, T, {
+      const T* g1p = hasG1 ? g1.data<T>() : nullptr;
+      const T* g2p = hasG2 ? g2.data<T>() : nullptr;
+      T* gsc = needScale ? gscale.data<T>() : nullptr;
+      T* gsh = needShift ? gshift.data<T>() : nullptr;
+      if (hasScale)
+        permuteAffineSplitBackwardRows<T, true>(g1p, g2p, z.data<T>(), scale.data<T>(), shift.data<T>(), p.data(),
+                                                gz.data<T>(), gsc, gsh, c);
+      else
+        permuteAffineSplitBackwardRows<T, false>(g1p, g2p, z.data<T>(), nullptr, shift.data<T>(), p.data(),
+                                                 gz.data<T>(), gsc, gsh, c);
+    });
+  });
   Napi::Env env = info.Env();
   Napi::Array result = Napi::Array::New(env, 3);
   result.Set(0u, wrap(env, std::move(gz)));

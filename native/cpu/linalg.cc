@@ -33,14 +33,21 @@
 // where the CPU throws ERR_ARGUMENT after inspecting values (a singular matrix in inverse, slogdetBackward,
 // luBackward, qrBackward, solveTriangular and its backward), the GPU cannot without a host synchronisation;
 // the outputs of that matrix are NaN instead.
+//
+// Compiled steps (native/capture.h): every entry point allocates its outputs and then runs its kernel through
+// launch(), so a replay recomputes them in place. The value checks above are made by the kernel itself: it
+// writes NaN for the matrix it cannot handle and reports the first such matrix, and the call throws after the
+// kernel has run. A replay has no caller to throw to, so there the CPU, like the GPU, leaves NaN.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "../../cuda/linalg.h"
+#include "../capture.h"
 #include "../common.h"
 #include "../cuda.h"
 #include "../ops.h"
@@ -93,6 +100,12 @@ void requireShape(const Tensor& t, const Shape& expected, const char* op, const 
 const Tensor* optionalTensorArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (i < info.Length() && (info[i].IsNull() || info[i].IsUndefined())) return nullptr;
   return &tensorArg(info, i, name);
+}
+
+// Marks a matrix whose outputs cannot be computed (a singular matrix): NaN, as on the GPU.
+template <class T>
+void fillNaN(T* dst, int64_t count) {
+  std::fill_n(dst, count, std::numeric_limits<T>::quiet_NaN());
 }
 
 template <class T>
@@ -242,10 +255,12 @@ Napi::Value Lu(const Napi::CallbackInfo& info) {
   const Tensor& A = tensorArg(info, 0, "A");
   Dims d = squareDims(A, "lu", "A");
   Tensor P = emptyLike(A.shape, A.dtype, A), L = emptyLike(A.shape, A.dtype, A), U = emptyLike(A.shape, A.dtype, A);
-  if (A.onCuda())
-    cudaCheck(cudaLinalg().lu(cudaDtype(A.dtype), A.raw(), P.raw(), L.raw(), U.raw(), d.batch, d.rows), "lu");
-  else
-    INNFLOW_DISPATCH(A.dtype, T, { luKernel<T>(A.data<T>(), P.data<T>(), L.data<T>(), U.data<T>(), d.batch, d.rows); });
+  launch(A.device(), [=] {
+    if (A.onCuda())
+      cudaCheck(cudaLinalg().lu(cudaDtype(A.dtype), A.raw(), P.raw(), L.raw(), U.raw(), d.batch, d.rows), "lu");
+    else
+      INNFLOW_DISPATCH(A.dtype, T, { luKernel<T>(A.data<T>(), P.data<T>(), L.data<T>(), U.data<T>(), d.batch, d.rows); });
+  });
   Napi::Array out = Napi::Array::New(info.Env(), 3);
   out.Set(0u, wrap(info.Env(), P));
   out.Set(1u, wrap(info.Env(), L));
@@ -265,7 +280,10 @@ int64_t luBackwardKernel(const T* gL, const T* gU, const T* P, const T* L, const
     std::vector<double> l(static_cast<size_t>(nn)), u(static_cast<size_t>(nn)), m(static_cast<size_t>(nn), 0.0);
     load(L + off, nn, l.data());
     load(U + off, nn, u.data());
-    if (zeroOnDiagonal(u.data(), n)) return false;
+    if (zeroOnDiagonal(u.data(), n)) {
+      fillNaN(gA + off, nn);
+      return false;
+    }
     if (gL) {
       const T* g = gL + off;
       for (int64_t k = 0; k < n; k++)  // (Lᵀ·gL)[i][j] = Σ_k L[k][i]·gL[k][j], with k >= i as L is lower
@@ -289,6 +307,7 @@ int64_t luBackwardKernel(const T* gL, const T* gU, const T* P, const T* L, const
     // rows of P·Z: P's column i has its one in row r, which receives row i of Z
     const T* p = P + off;
     T* out = gA + off;
+    std::fill_n(out, nn, T(0));  // rows P does not reach (P not a permutation matrix) stay zero
     for (int64_t i = 0; i < n; i++) {
       int64_t r = 0;
       while (r < n - 1 && p[r * n + i] == 0) r++;
@@ -299,8 +318,8 @@ int64_t luBackwardKernel(const T* gL, const T* gU, const T* P, const T* L, const
 }
 
 Napi::Value LuBackward(const Napi::CallbackInfo& info) {
-  const Tensor* gL = optionalTensorArg(info, 0, "gL");
-  const Tensor* gU = optionalTensorArg(info, 1, "gU");
+  const Tensor* gLArg = optionalTensorArg(info, 0, "gL");
+  const Tensor* gUArg = optionalTensorArg(info, 1, "gU");
   const Tensor& P = tensorArg(info, 2, "P");
   const Tensor& L = tensorArg(info, 3, "L");
   const Tensor& U = tensorArg(info, 4, "U");
@@ -309,30 +328,33 @@ Napi::Value LuBackward(const Napi::CallbackInfo& info) {
   requireShape(L, U.shape, "lu backward", "L");
   requireSameDtype(P, U, "lu backward");
   requireSameDtype(L, U, "lu backward");
-  for (const Tensor* g : {gL, gU})
+  for (const Tensor* g : {gLArg, gUArg})
     if (g) {
       requireShape(*g, U.shape, "lu backward", "the gradient");
       requireSameDtype(*g, U, "lu backward");
     }
   requireSameDevice(P, U, "lu backward");
   requireSameDevice(L, U, "lu backward");
-  for (const Tensor* g : {gL, gU})
+  for (const Tensor* g : {gLArg, gUArg})
     if (g) requireSameDevice(*g, U, "lu backward");
-  if (U.onCuda()) {  // a singular U gives NaN there instead of ERR_ARGUMENT (no host sync); gA is written in full
-    Tensor gA = emptyLike(U.shape, U.dtype, U);
-    cudaCheck(cudaLinalg().luBackward(cudaDtype(U.dtype), gL ? gL->raw() : nullptr, gU ? gU->raw() : nullptr, P.raw(),
-                                      L.raw(), U.raw(), gA.raw(), d.batch, d.rows),
-              "lu backward");
-    return wrap(info.Env(), gA);
-  }
-  Tensor gA = zerosTensor(U.shape, U.dtype);
-  int64_t failed = -1;
-  INNFLOW_DISPATCH(U.dtype, T, {
-    failed = luBackwardKernel<T>(gL ? gL->data<T>() : nullptr, gU ? gU->data<T>() : nullptr, P.data<T>(), L.data<T>(),
-                                 U.data<T>(), gA.data<T>(), d.batch, d.rows);
+  const bool hasGL = gLArg != nullptr, hasGU = gUArg != nullptr;
+  const Tensor gL = hasGL ? *gLArg : Tensor(), gU = hasGU ? *gUArg : Tensor();
+  Tensor gA = emptyLike(U.shape, U.dtype, U);  // written in full by either device
+  auto failed = std::make_shared<int64_t>(-1);
+  launch(U.device(), [=] {
+    if (U.onCuda()) {  // a singular U gives NaN there instead of ERR_ARGUMENT (no host sync)
+      cudaCheck(cudaLinalg().luBackward(cudaDtype(U.dtype), hasGL ? gL.raw() : nullptr, hasGU ? gU.raw() : nullptr,
+                                        P.raw(), L.raw(), U.raw(), gA.raw(), d.batch, d.rows),
+                "lu backward");
+      return;
+    }
+    INNFLOW_DISPATCH(U.dtype, T, {
+      *failed = luBackwardKernel<T>(hasGL ? gL.data<T>() : nullptr, hasGU ? gU.data<T>() : nullptr, P.data<T>(),
+                                    L.data<T>(), U.data<T>(), gA.data<T>(), d.batch, d.rows);
+    });
   });
-  if (failed >= 0)
-    fail("ERR_ARGUMENT", "lu backward: the matrix is singular (zero pivot in U)" + whichMatrix(failed, d.batch) +
+  if (*failed >= 0)
+    fail("ERR_ARGUMENT", "lu backward: the matrix is singular (zero pivot in U)" + whichMatrix(*failed, d.batch) +
                              "; the LU factors are not differentiable there");
   return wrap(info.Env(), gA);
 }
@@ -370,10 +392,12 @@ Napi::Value Slogdet(const Napi::CallbackInfo& info) {
   Dims d = squareDims(A, "slogdet", "A");
   Shape bs = batchShape(A);
   Tensor sign = emptyLike(bs, A.dtype, A), lad = emptyLike(bs, A.dtype, A);
-  if (A.onCuda())
-    cudaCheck(cudaLinalg().slogdet(cudaDtype(A.dtype), A.raw(), sign.raw(), lad.raw(), d.batch, d.rows), "slogdet");
-  else
-    INNFLOW_DISPATCH(A.dtype, T, { slogdetKernel<T>(A.data<T>(), sign.data<T>(), lad.data<T>(), d.batch, d.rows); });
+  launch(A.device(), [=] {
+    if (A.onCuda())
+      cudaCheck(cudaLinalg().slogdet(cudaDtype(A.dtype), A.raw(), sign.raw(), lad.raw(), d.batch, d.rows), "slogdet");
+    else
+      INNFLOW_DISPATCH(A.dtype, T, { slogdetKernel<T>(A.data<T>(), sign.data<T>(), lad.data<T>(), d.batch, d.rows); });
+  });
   Napi::Array out = Napi::Array::New(info.Env(), 2);
   out.Set(0u, wrap(info.Env(), sign));
   out.Set(1u, wrap(info.Env(), lad));
@@ -390,7 +414,10 @@ int64_t slogdetBackwardKernel(const T* g, const T* A, T* gA, int64_t batch, int6
     std::vector<int64_t> perm(static_cast<size_t>(n));
     load(A + b * nn, nn, a.data());
     luInPlace(a.data(), n, perm.data());
-    if (zeroOnDiagonal(a.data(), n)) return false;
+    if (zeroOnDiagonal(a.data(), n)) {
+      fillNaN(gA + b * nn, nn);
+      return false;
+    }
     inverseFromLu(a.data(), perm.data(), n, inv.data());
     const double gb = double(g[b]);
     T* out = gA + b * nn;
@@ -408,15 +435,19 @@ Napi::Value SlogdetBackward(const Napi::CallbackInfo& info) {
   requireSameDtype(g, A, "slogdet backward");
   requireSameDevice(g, A, "slogdet backward");
   Tensor gA = emptyLike(A.shape, A.dtype, A);
-  if (A.onCuda()) {  // a singular matrix gives NaN instead of ERR_ARGUMENT (no host sync)
-    cudaCheck(cudaLinalg().slogdetBackward(cudaDtype(A.dtype), g.raw(), A.raw(), gA.raw(), d.batch, d.rows),
-              "slogdet backward");
-    return wrap(info.Env(), gA);
-  }
-  int64_t failed = -1;
-  INNFLOW_DISPATCH(A.dtype, T, { failed = slogdetBackwardKernel<T>(g.data<T>(), A.data<T>(), gA.data<T>(), d.batch, d.rows); });
-  if (failed >= 0)
-    fail("ERR_ARGUMENT", "slogdet backward: the matrix is singular" + whichMatrix(failed, d.batch) +
+  auto failed = std::make_shared<int64_t>(-1);
+  launch(A.device(), [=] {
+    if (A.onCuda()) {  // a singular matrix gives NaN instead of ERR_ARGUMENT (no host sync)
+      cudaCheck(cudaLinalg().slogdetBackward(cudaDtype(A.dtype), g.raw(), A.raw(), gA.raw(), d.batch, d.rows),
+                "slogdet backward");
+      return;
+    }
+    INNFLOW_DISPATCH(A.dtype, T, {
+      *failed = slogdetBackwardKernel<T>(g.data<T>(), A.data<T>(), gA.data<T>(), d.batch, d.rows);
+    });
+  });
+  if (*failed >= 0)
+    fail("ERR_ARGUMENT", "slogdet backward: the matrix is singular" + whichMatrix(*failed, d.batch) +
                              "; log|det| is not differentiable there");
   return wrap(info.Env(), gA);
 }
@@ -432,7 +463,10 @@ int64_t inverseKernel(const T* A, T* out, int64_t batch, int64_t n) {
     std::vector<int64_t> perm(static_cast<size_t>(n));
     load(A + b * nn, nn, a.data());
     luInPlace(a.data(), n, perm.data());
-    if (zeroOnDiagonal(a.data(), n)) return false;
+    if (zeroOnDiagonal(a.data(), n)) {
+      fillNaN(out + b * nn, nn);
+      return false;
+    }
     inverseFromLu(a.data(), perm.data(), n, inv.data());
     store(inv.data(), nn, out + b * nn);
     return true;
@@ -443,13 +477,15 @@ Napi::Value Inverse(const Napi::CallbackInfo& info) {
   const Tensor& A = tensorArg(info, 0, "A");
   Dims d = squareDims(A, "inverse", "A");
   Tensor out = emptyLike(A.shape, A.dtype, A);
-  if (A.onCuda()) {  // a singular matrix gives NaN instead of ERR_ARGUMENT (no host sync)
-    cudaCheck(cudaLinalg().inverse(cudaDtype(A.dtype), A.raw(), out.raw(), d.batch, d.rows), "inverse");
-    return wrap(info.Env(), out);
-  }
-  int64_t failed = -1;
-  INNFLOW_DISPATCH(A.dtype, T, { failed = inverseKernel<T>(A.data<T>(), out.data<T>(), d.batch, d.rows); });
-  if (failed >= 0) fail("ERR_ARGUMENT", "inverse: matrix is singular" + whichMatrix(failed, d.batch));
+  auto failed = std::make_shared<int64_t>(-1);
+  launch(A.device(), [=] {
+    if (A.onCuda()) {  // a singular matrix gives NaN instead of ERR_ARGUMENT (no host sync)
+      cudaCheck(cudaLinalg().inverse(cudaDtype(A.dtype), A.raw(), out.raw(), d.batch, d.rows), "inverse");
+      return;
+    }
+    INNFLOW_DISPATCH(A.dtype, T, { *failed = inverseKernel<T>(A.data<T>(), out.data<T>(), d.batch, d.rows); });
+  });
+  if (*failed >= 0) fail("ERR_ARGUMENT", "inverse: matrix is singular" + whichMatrix(*failed, d.batch));
   return wrap(info.Env(), out);
 }
 
@@ -489,11 +525,13 @@ Napi::Value InverseBackward(const Napi::CallbackInfo& info) {
   requireSameDtype(g, Y, "inverse backward");
   requireSameDevice(g, Y, "inverse backward");
   Tensor gA = emptyLike(Y.shape, Y.dtype, Y);
-  if (Y.onCuda())
-    cudaCheck(cudaLinalg().inverseBackward(cudaDtype(Y.dtype), g.raw(), Y.raw(), gA.raw(), d.batch, d.rows),
-              "inverse backward");
-  else
-    INNFLOW_DISPATCH(Y.dtype, T, { inverseBackwardKernel<T>(g.data<T>(), Y.data<T>(), gA.data<T>(), d.batch, d.rows); });
+  launch(Y.device(), [=] {
+    if (Y.onCuda())
+      cudaCheck(cudaLinalg().inverseBackward(cudaDtype(Y.dtype), g.raw(), Y.raw(), gA.raw(), d.batch, d.rows),
+                "inverse backward");
+    else
+      INNFLOW_DISPATCH(Y.dtype, T, { inverseBackwardKernel<T>(g.data<T>(), Y.data<T>(), gA.data<T>(), d.batch, d.rows); });
+  });
   return wrap(info.Env(), gA);
 }
 
@@ -524,7 +562,10 @@ int64_t solveTriangularKernel(const T* A, const T* B, T* X, int64_t batch, int64
   return forEachMatrix(batch, nn * std::max<int64_t>(k, 1), [&](int64_t b) {
     std::vector<double> a(static_cast<size_t>(nn)), x(static_cast<size_t>(nk));
     load(A + b * nn, nn, a.data());
-    if (!unit && zeroOnDiagonal(a.data(), n)) return false;
+    if (!unit && zeroOnDiagonal(a.data(), n)) {
+      fillNaN(X + b * nk, nk);
+      return false;
+    }
     load(B + b * nk, nk, x.data());
     if (left) triSolveLeft(a.data(), n, upper, false, unit, x.data(), k);
     else triSolveRight(a.data(), n, upper, false, unit, x.data(), k);
@@ -541,18 +582,20 @@ Napi::Value SolveTriangular(const Napi::CallbackInfo& info) {
   TriDims d = triangularDims(A, B, left, "solveTriangular");
   requireSameDevice(A, B, "solveTriangular");
   Tensor X = emptyLike(B.shape, B.dtype, B);
-  if (A.onCuda()) {  // a zero on A's diagonal gives NaN instead of ERR_ARGUMENT (no host sync)
-    cudaCheck(cudaLinalg().solveTriangular(cudaDtype(A.dtype), A.raw(), B.raw(), X.raw(), d.batch, d.n, d.k, upper, left,
-                                           unit),
-              "solveTriangular");
-    return wrap(info.Env(), X);
-  }
-  int64_t failed = -1;
-  INNFLOW_DISPATCH(A.dtype, T, {
-    failed = solveTriangularKernel<T>(A.data<T>(), B.data<T>(), X.data<T>(), d.batch, d.n, d.k, upper, left, unit);
+  auto failed = std::make_shared<int64_t>(-1);
+  launch(A.device(), [=] {
+    if (A.onCuda()) {  // a zero on A's diagonal gives NaN instead of ERR_ARGUMENT (no host sync)
+      cudaCheck(cudaLinalg().solveTriangular(cudaDtype(A.dtype), A.raw(), B.raw(), X.raw(), d.batch, d.n, d.k, upper,
+                                             left, unit),
+                "solveTriangular");
+      return;
+    }
+    INNFLOW_DISPATCH(A.dtype, T, {
+      *failed = solveTriangularKernel<T>(A.data<T>(), B.data<T>(), X.data<T>(), d.batch, d.n, d.k, upper, left, unit);
+    });
   });
-  if (failed >= 0)
-    fail("ERR_ARGUMENT", "solveTriangular: matrix is singular (zero on the diagonal of A)" + whichMatrix(failed, d.batch));
+  if (*failed >= 0)
+    fail("ERR_ARGUMENT", "solveTriangular: matrix is singular (zero on the diagonal of A)" + whichMatrix(*failed, d.batch));
   return wrap(info.Env(), X);
 }
 
@@ -560,13 +603,20 @@ Napi::Value SolveTriangular(const Napi::CallbackInfo& info) {
 // right (X·A = B):  gB = g·A⁻ᵀ,  gA = -Xᵀ·gB
 // gA is kept on the entries the forward pass read (the triangle, without the diagonal when unitriangular):
 // the others never influenced X.
+// The forward pass refused a zero on the diagonal (!unit); it is checked again here, since a division by it would
+// give inf silently: that matrix's gradients are NaN and its index is returned (the lowest, -1 when none).
 template <class T>
-void solveTriangularBackwardKernel(const T* g, const T* A, const T* X, T* gA, T* gB, int64_t batch, int64_t n, int64_t k,
-                                   bool upper, bool left, bool unit) {
+int64_t solveTriangularBackwardKernel(const T* g, const T* A, const T* X, T* gA, T* gB, int64_t batch, int64_t n,
+                                      int64_t k, bool upper, bool left, bool unit) {
   const int64_t nn = n * n, nk = n * k;
-  forEachMatrix(batch, 2 * nn * std::max<int64_t>(k, 1), [&](int64_t b) {
+  return forEachMatrix(batch, 2 * nn * std::max<int64_t>(k, 1), [&](int64_t b) {
     std::vector<double> a(static_cast<size_t>(nn)), gb(static_cast<size_t>(nk));
     load(A + b * nn, nn, a.data());
+    if (!unit && zeroOnDiagonal(a.data(), n)) {
+      if (gA) fillNaN(gA + b * nn, nn);
+      if (gB) fillNaN(gB + b * nk, nk);
+      return false;
+    }
     load(g + b * nk, nk, gb.data());
     if (left) triSolveLeft(a.data(), n, upper, /*trans=*/true, unit, gb.data(), k);
     else triSolveRight(a.data(), n, upper, /*trans=*/true, unit, gb.data(), k);
@@ -603,36 +653,26 @@ Napi::Value SolveTriangularBackward(const Napi::CallbackInfo& info) {
   requireShape(g, X.shape, "solveTriangular backward", "g");
   requireSameDevice(A, X, "solveTriangular backward");
   requireSameDevice(g, X, "solveTriangular backward");
-  if (A.onCuda()) {  // a zero on A's diagonal gives NaN instead of ERR_ARGUMENT (no host sync)
-    Tensor gA, gB;
-    if (needA) gA = emptyLike(A.shape, A.dtype, A);
-    if (needB) gB = emptyLike(X.shape, X.dtype, X);
-    cudaCheck(cudaLinalg().solveTriangularBackward(cudaDtype(A.dtype), g.raw(), A.raw(), X.raw(), needA ? gA.raw() : nullptr,
-                                                   needB ? gB.raw() : nullptr, d.batch, d.n, d.k, upper, left, unit),
-              "solveTriangular backward");
-    Napi::Array out = Napi::Array::New(info.Env(), 2);
-    out.Set(0u, wrapOrNull(info.Env(), needA ? &gA : nullptr));
-    out.Set(1u, wrapOrNull(info.Env(), needB ? &gB : nullptr));
-    return out;
-  }
-  if (!unit) {
-    // the forward pass refused a zero diagonal; re-check, since a division by it here would give inf silently
-    INNFLOW_DISPATCH(A.dtype, T, {
-      const T* a = A.data<T>();
-      for (int64_t b = 0; b < d.batch; b++)
-        for (int64_t i = 0; i < d.n; i++)
-          if (a[b * d.n * d.n + i * d.n + i] == 0)
-            fail("ERR_ARGUMENT", "solveTriangular backward: matrix is singular (zero on the diagonal of A)" +
-                                     whichMatrix(b, d.batch));
-    });
-  }
   Tensor gA, gB;
-  if (needA) gA = emptyTensor(A.shape, A.dtype);
-  if (needB) gB = emptyTensor(X.shape, X.dtype);
-  INNFLOW_DISPATCH(A.dtype, T, {
-    solveTriangularBackwardKernel<T>(g.data<T>(), A.data<T>(), X.data<T>(), needA ? gA.data<T>() : nullptr,
-                                     needB ? gB.data<T>() : nullptr, d.batch, d.n, d.k, upper, left, unit);
+  if (needA) gA = emptyLike(A.shape, A.dtype, A);
+  if (needB) gB = emptyLike(X.shape, X.dtype, X);
+  auto failed = std::make_shared<int64_t>(-1);
+  launch(A.device(), [=] {
+    if (A.onCuda()) {  // a zero on A's diagonal gives NaN instead of ERR_ARGUMENT (no host sync)
+      cudaCheck(cudaLinalg().solveTriangularBackward(cudaDtype(A.dtype), g.raw(), A.raw(), X.raw(),
+                                                     needA ? gA.raw() : nullptr, needB ? gB.raw() : nullptr, d.batch,
+                                                     d.n, d.k, upper, left, unit),
+                "solveTriangular backward");
+      return;
+    }
+    INNFLOW_DISPATCH(A.dtype, T, {
+      *failed = solveTriangularBackwardKernel<T>(g.data<T>(), A.data<T>(), X.data<T>(), needA ? gA.data<T>() : nullptr,
+                                                 needB ? gB.data<T>() : nullptr, d.batch, d.n, d.k, upper, left, unit);
+    });
   });
+  if (*failed >= 0)
+    fail("ERR_ARGUMENT", "solveTriangular backward: matrix is singular (zero on the diagonal of A)" +
+                             whichMatrix(*failed, d.batch));
   Napi::Array out = Napi::Array::New(info.Env(), 2);
   out.Set(0u, wrapOrNull(info.Env(), needA ? &gA : nullptr));
   out.Set(1u, wrapOrNull(info.Env(), needB ? &gB : nullptr));
@@ -721,10 +761,12 @@ Napi::Value Qr(const Napi::CallbackInfo& info) {
     fail("ERR_SHAPE", "qr: A must have at least as many rows as columns (m >= n), got shape " + shapeString(A.shape));
   Shape bs = batchShape(A);
   Tensor Q = emptyLike(A.shape, A.dtype, A), R = emptyLike(withMatrix(bs, d.cols, d.cols), A.dtype, A);
-  if (A.onCuda())
-    cudaCheck(cudaLinalg().qr(cudaDtype(A.dtype), A.raw(), Q.raw(), R.raw(), d.batch, d.rows, d.cols), "qr");
-  else
-    INNFLOW_DISPATCH(A.dtype, T, { qrKernel<T>(A.data<T>(), Q.data<T>(), R.data<T>(), d.batch, d.rows, d.cols); });
+  launch(A.device(), [=] {
+    if (A.onCuda())
+      cudaCheck(cudaLinalg().qr(cudaDtype(A.dtype), A.raw(), Q.raw(), R.raw(), d.batch, d.rows, d.cols), "qr");
+    else
+      INNFLOW_DISPATCH(A.dtype, T, { qrKernel<T>(A.data<T>(), Q.data<T>(), R.data<T>(), d.batch, d.rows, d.cols); });
+  });
   Napi::Array out = Napi::Array::New(info.Env(), 2);
   out.Set(0u, wrap(info.Env(), Q));
   out.Set(1u, wrap(info.Env(), R));
@@ -742,7 +784,10 @@ int64_t qrBackwardKernel(const T* gQ, const T* gR, const T* Q, const T* R, T* gA
     std::vector<double> q(static_cast<size_t>(mn)), r(static_cast<size_t>(nn)), nmat(static_cast<size_t>(nn), 0.0), out(static_cast<size_t>(mn), 0.0);
     load(Q + b * mn, mn, q.data());
     load(R + b * nn, nn, r.data());
-    if (zeroOnDiagonal(r.data(), n)) return false;
+    if (zeroOnDiagonal(r.data(), n)) {
+      fillNaN(gA + b * mn, mn);
+      return false;
+    }
     const T* gq = gQ ? gQ + b * mn : nullptr;
     const T* gr = gR ? gR + b * nn : nullptr;
     if (gr)
@@ -775,8 +820,8 @@ int64_t qrBackwardKernel(const T* gQ, const T* gR, const T* Q, const T* R, T* gA
 }
 
 Napi::Value QrBackward(const Napi::CallbackInfo& info) {
-  const Tensor* gQ = optionalTensorArg(info, 0, "gQ");
-  const Tensor* gR = optionalTensorArg(info, 1, "gR");
+  const Tensor* gQArg = optionalTensorArg(info, 0, "gQ");
+  const Tensor* gRArg = optionalTensorArg(info, 1, "gR");
   const Tensor& Q = tensorArg(info, 2, "Q");
   const Tensor& R = tensorArg(info, 3, "R");
   Dims dq = matrixDims(Q, "qr backward", "Q");
@@ -784,31 +829,35 @@ Napi::Value QrBackward(const Napi::CallbackInfo& info) {
   if (dr.rows != dq.cols || batchShape(Q) != batchShape(R) || dq.rows < dq.cols)
     fail("ERR_SHAPE", "qr backward: Q " + shapeString(Q.shape) + " and R " + shapeString(R.shape) + " do not match");
   requireSameDtype(Q, R, "qr backward");
-  if (gQ) {
-    requireShape(*gQ, Q.shape, "qr backward", "gQ");
-    requireSameDtype(*gQ, Q, "qr backward");
+  if (gQArg) {
+    requireShape(*gQArg, Q.shape, "qr backward", "gQ");
+    requireSameDtype(*gQArg, Q, "qr backward");
   }
-  if (gR) {
-    requireShape(*gR, R.shape, "qr backward", "gR");
-    requireSameDtype(*gR, R, "qr backward");
+  if (gRArg) {
+    requireShape(*gRArg, R.shape, "qr backward", "gR");
+    requireSameDtype(*gRArg, R, "qr backward");
   }
   requireSameDevice(Q, R, "qr backward");
-  if (gQ) requireSameDevice(*gQ, Q, "qr backward");
-  if (gR) requireSameDevice(*gR, Q, "qr backward");
+  if (gQArg) requireSameDevice(*gQArg, Q, "qr backward");
+  if (gRArg) requireSameDevice(*gRArg, Q, "qr backward");
+  const bool hasGQ = gQArg != nullptr, hasGR = gRArg != nullptr;
+  const Tensor gQ = hasGQ ? *gQArg : Tensor(), gR = hasGR ? *gRArg : Tensor();
   Tensor gA = emptyLike(Q.shape, Q.dtype, Q);
-  if (Q.onCuda()) {  // a singular R gives NaN instead of ERR_ARGUMENT (no host sync)
-    cudaCheck(cudaLinalg().qrBackward(cudaDtype(Q.dtype), gQ ? gQ->raw() : nullptr, gR ? gR->raw() : nullptr, Q.raw(),
-                                      R.raw(), gA.raw(), dq.batch, dq.rows, dq.cols),
-              "qr backward");
-    return wrap(info.Env(), gA);
-  }
-  int64_t failed = -1;
-  INNFLOW_DISPATCH(Q.dtype, T, {
-    failed = qrBackwardKernel<T>(gQ ? gQ->data<T>() : nullptr, gR ? gR->data<T>() : nullptr, Q.data<T>(), R.data<T>(),
-                                 gA.data<T>(), dq.batch, dq.rows, dq.cols);
+  auto failed = std::make_shared<int64_t>(-1);
+  launch(Q.device(), [=] {
+    if (Q.onCuda()) {  // a singular R gives NaN instead of ERR_ARGUMENT (no host sync)
+      cudaCheck(cudaLinalg().qrBackward(cudaDtype(Q.dtype), hasGQ ? gQ.raw() : nullptr, hasGR ? gR.raw() : nullptr,
+                                        Q.raw(), R.raw(), gA.raw(), dq.batch, dq.rows, dq.cols),
+                "qr backward");
+      return;
+    }
+    INNFLOW_DISPATCH(Q.dtype, T, {
+      *failed = qrBackwardKernel<T>(hasGQ ? gQ.data<T>() : nullptr, hasGR ? gR.data<T>() : nullptr, Q.data<T>(),
+                                    R.data<T>(), gA.data<T>(), dq.batch, dq.rows, dq.cols);
+    });
   });
-  if (failed >= 0)
-    fail("ERR_ARGUMENT", "qr backward: R is singular (A is rank deficient)" + whichMatrix(failed, dq.batch) +
+  if (*failed >= 0)
+    fail("ERR_ARGUMENT", "qr backward: R is singular (A is rank deficient)" + whichMatrix(*failed, dq.batch) +
                              "; the QR factors are not differentiable there");
   return wrap(info.Env(), gA);
 }
