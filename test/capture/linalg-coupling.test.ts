@@ -5,7 +5,7 @@
  */
 import { ops, tensor, Tensor, tidy } from '../../lib'
 import { core } from '../../lib/binding'
-import { captureNative } from '../../lib/framework/capture-binding'
+import { captureNative } from '../../lib/capture'
 import type { CouplingClampKind } from '../../lib/ops/coupling'
 import { randomValues } from '../helpers'
 import { expectReplayMatches, ReplayInput } from './replay'
