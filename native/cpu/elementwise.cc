@@ -14,6 +14,10 @@
 // CUDA tensors run the same formulas in cuda/elementwise.cu (all inputs on one device, else ERR_DEVICE; float32
 // tanh is CUDA's tanhf there). A broadcasting op on CUDA indexes at most INNFLOW_CUDA_MAX_DIMS dimensions after
 // merging neighbouring ones (cudaGeometry), ERR_SHAPE beyond.
+//
+// Every entry point checks its arguments and allocates its results first, then runs the kernel through
+// launch() (capture.h), so that a compiled step replays it into the same results; the gradients of broadcast
+// operands are summed down inside the same kernel (sumInto, into results allocated at the call).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -21,6 +25,7 @@
 #include <type_traits>
 
 #include "../../cuda/elementwise.h"
+#include "../capture.h"
 #include "../common.h"
 #include "../cuda.h"
 #include "../ops.h"
@@ -223,17 +228,19 @@ static Napi::Value Unary(const Napi::CallbackInfo& info) {
   double p0 = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0.0;
   double p1 = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : 0.0;
   Tensor y = emptyLike(x.shape, x.dtype, x);
-  if (x.onCuda()) {
-    cudaCheck(gpu().unary(op, cudaDtype(x.dtype), x.raw(), y.raw(), x.numel(), p0, p1), kUnaryNames[op]);
-    return wrap(info.Env(), std::move(y));
-  }
-  INNFLOW_DISPATCH(x.dtype, T, {
-    const T* xs = x.data<T>();
-    T* ys = y.data<T>();
-    T q0 = T(p0), q1 = T(p1);
-    withUnaryOp(op, [&](auto opc) {
-      constexpr int OP = decltype(opc)::value;
-      parallelFor(x.numel(), kGrain, [&](int64_t b, int64_t e) { unaryLoop<T, OP>(xs + b, ys + b, e - b, q0, q1); });
+  launch(x.device(), [=] {
+    if (x.onCuda()) {
+      cudaCheck(gpu().unary(op, cudaDtype(x.dtype), x.raw(), y.raw(), x.numel(), p0, p1), kUnaryNames[op]);
+      return;
+    }
+    INNFLOW_DISPATCH(x.dtype, T, {
+      const T* xs = x.data<T>();
+      T* ys = y.data<T>();
+      T q0 = T(p0), q1 = T(p1);
+      withUnaryOp(op, [&](auto opc) {
+        constexpr int OP = decltype(opc)::value;
+        parallelFor(x.numel(), kGrain, [&](int64_t b, int64_t e) { unaryLoop<T, OP>(xs + b, ys + b, e - b, q0, q1); });
+      });
     });
   });
   return wrap(info.Env(), std::move(y));
@@ -254,18 +261,20 @@ static Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
   requireSameDevice(g, x, kUnaryNames[op]);
   requireSameDevice(x, y, kUnaryNames[op]);
   Tensor gx = emptyLike(x.shape, x.dtype, x);
-  if (x.onCuda()) {
-    cudaCheck(gpu().unaryBackward(op, cudaDtype(x.dtype), g.raw(), x.raw(), y.raw(), gx.raw(), x.numel(), p0, p1),
-              kUnaryNames[op]);
-    return wrap(info.Env(), std::move(gx));
-  }
-  INNFLOW_DISPATCH(x.dtype, T, {
-    const T *gs = g.data<T>(), *xs = x.data<T>(), *ys = y.data<T>();
-    T* out = gx.data<T>();
-    T q0 = T(p0), q1 = T(p1);
-    withUnaryOp(op, [&](auto opc) {
-      constexpr int OP = decltype(opc)::value;
-      parallelFor(x.numel(), kGrain, [&](int64_t b, int64_t e) { unaryGradLoop<T, OP>(gs + b, xs + b, ys + b, out + b, e - b, q0, q1); });
+  launch(x.device(), [=] {
+    if (x.onCuda()) {
+      cudaCheck(gpu().unaryBackward(op, cudaDtype(x.dtype), g.raw(), x.raw(), y.raw(), gx.raw(), x.numel(), p0, p1),
+                kUnaryNames[op]);
+      return;
+    }
+    INNFLOW_DISPATCH(x.dtype, T, {
+      const T *gs = g.data<T>(), *xs = x.data<T>(), *ys = y.data<T>();
+      T* out = gx.data<T>();
+      T q0 = T(p0), q1 = T(p1);
+      withUnaryOp(op, [&](auto opc) {
+        constexpr int OP = decltype(opc)::value;
+        parallelFor(x.numel(), kGrain, [&](int64_t b, int64_t e) { unaryGradLoop<T, OP>(gs + b, xs + b, ys + b, out + b, e - b, q0, q1); });
+      });
     });
   });
   return wrap(info.Env(), std::move(gx));
@@ -445,20 +454,9 @@ static int binaryOpArg(const Napi::CallbackInfo& info) {
   return static_cast<int>(op);
 }
 
-static Tensor binaryCompute(int op, const Tensor& a, const Operand& bo) {
-  const Tensor& b = bo.t;
-  requireSameDtype(a, b, kBinaryNames[op]);
-  Shape out = broadcastShapes(a.shape, b.shape, kBinaryNames[op]);
-  requireOperandDevice(a, bo, kBinaryNames[op]);
-  Tensor y = emptyLike(out, a.dtype, a);
-  if (a.onCuda()) {
-    const CudaGeometry geo = cudaGeometry(out, {&a.shape, &b.shape}, kBinaryNames[op]);
-    const Shape &sa = geo.operands[0], &sb = geo.operands[1];
-    cudaCheck(gpu().binary(op, cudaDtype(a.dtype), a.raw(), sa.data(), int(sa.size()), cudaOperand(bo), sb.data(),
-                           int(sb.size()), bo.value, y.raw(), geo.out.data(), int(geo.out.size())),
-              kBinaryNames[op]);
-    return y;
-  }
+// y = a OP b on the CPU, broadcast to y's shape.
+static void binaryCpu(int op, const Tensor& a, const Tensor& b, const Tensor& y) {
+  const Shape& out = y.shape;
   const int64_t n = y.numel();
   INNFLOW_DISPATCH(a.dtype, T, {
     const T *as = a.data<T>(), *bs = b.data<T>();
@@ -487,20 +485,62 @@ static Tensor binaryCompute(int op, const Tensor& a, const Operand& bo) {
       }
     });
   });
-  return y;
 }
 
 static Napi::Value Binary(const Napi::CallbackInfo& info) {
   int op = binaryOpArg(info);
   const Tensor& a = tensorArg(info, 1, "a");
-  Operand b = operandArg(info, 2, "b", a);
-  return wrap(info.Env(), binaryCompute(op, a, b));
+  Operand bo = operandArg(info, 2, "b", a);
+  const Tensor& b = bo.t;
+  requireSameDtype(a, b, kBinaryNames[op]);
+  Shape out = broadcastShapes(a.shape, b.shape, kBinaryNames[op]);
+  requireOperandDevice(a, bo, kBinaryNames[op]);
+  Tensor y = emptyLike(out, a.dtype, a);
+  if (a.onCuda()) {
+    const CudaGeometry geo = cudaGeometry(out, {&a.shape, &b.shape}, kBinaryNames[op]);
+    launch(a.device(), [=] {
+      const Shape &sa = geo.operands[0], &sb = geo.operands[1];
+      cudaCheck(gpu().binary(op, cudaDtype(a.dtype), a.raw(), sa.data(), int(sa.size()), cudaOperand(bo), sb.data(),
+                             int(sb.size()), bo.value, y.raw(), geo.out.data(), int(geo.out.size())),
+                kBinaryNames[op]);
+    });
+  } else {
+    launch(a.device(), [=] { binaryCpu(op, a, b, y); });
+  }
+  return wrap(info.Env(), std::move(y));
 }
 
-// Returns full unchanged when it already has the target shape, else its broadcast sum.
-static Tensor reduceTo(Tensor full, const Shape& target) {
-  if (full.shape == target) return full;
-  return sumToShape(full, target);
+// The gradient of a broadcast operand: a full-size buffer the kernel writes, then (when the operand was
+// broadcast) its sum down to the operand's shape. Both are made at the call; the kernel writes both.
+struct OperandGrad {
+  Tensor full, out;
+  bool reduce = false;
+  SumPlan plan;
+};
+
+static OperandGrad operandGrad(bool need, const Shape& outShape, const Shape& shape, const Tensor& like) {
+  OperandGrad r;
+  if (!need) return r;
+  r.full = emptyLike(outShape, like.dtype, like);
+  r.reduce = shape != outShape;
+  if (r.reduce) {
+    r.plan = planSumToShape(outShape, shape, like.device());
+    r.out = emptyLike(shape, like.dtype, like);
+  } else {
+    r.out = r.full;
+  }
+  return r;
+}
+
+static void finishOperandGrad(const OperandGrad& r) {
+  if (r.reduce) sumInto(r.full, r.out, r.plan);
+}
+
+static Napi::Value operandGradsToJs(Napi::Env env, bool needA, const OperandGrad& ga, bool needB, const OperandGrad& gb) {
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(0u, needA ? wrap(env, ga.out) : env.Null());
+  result.Set(1u, needB ? wrap(env, gb.out) : env.Null());
+  return result;
 }
 
 static Napi::Value BinaryBackward(const Napi::CallbackInfo& info) {
@@ -518,49 +558,53 @@ static Napi::Value BinaryBackward(const Napi::CallbackInfo& info) {
                           " differs from output shape " + shapeString(out));
   requireOperandDevice(a, bo, kBinaryNames[op]);
   requireSameDevice(g, a, kBinaryNames[op]);
-  Tensor ga, gb;
-  if (needA) ga = emptyLike(out, a.dtype, a);
-  if (needB) gb = emptyLike(out, a.dtype, a);
+  const OperandGrad ga = operandGrad(needA, out, a.shape, a), gb = operandGrad(needB, out, b.shape, a);
   if (a.onCuda()) {
     const CudaGeometry geo = cudaGeometry(out, {&a.shape, &b.shape}, kBinaryNames[op]);
-    const Shape &sa = geo.operands[0], &sb = geo.operands[1];
-    cudaCheck(gpu().binaryBackward(op, cudaDtype(a.dtype), g.raw(), a.raw(), sa.data(), int(sa.size()), cudaOperand(bo),
-                                   sb.data(), int(sb.size()), bo.value, needA ? ga.raw() : nullptr,
-                                   needB ? gb.raw() : nullptr, geo.out.data(), int(geo.out.size())),
-              kBinaryNames[op]);
-  } else INNFLOW_DISPATCH(a.dtype, T, {
-    const T *gs = g.data<T>(), *as = a.data<T>(), *bs = b.data<T>();
-    T* gaOut = needA ? ga.data<T>() : nullptr;
-    T* gbOut = needB ? gb.data<T>() : nullptr;
-    withBinaryOp(op, [&](auto opc) {
-      constexpr int OP = decltype(opc)::value;
-      if (a.shape == out && b.shape == out) {
+    launch(a.device(), [=] {
+      const Shape &sa = geo.operands[0], &sb = geo.operands[1];
+      cudaCheck(gpu().binaryBackward(op, cudaDtype(a.dtype), g.raw(), a.raw(), sa.data(), int(sa.size()), cudaOperand(bo),
+                                     sb.data(), int(sb.size()), bo.value, needA ? ga.full.raw() : nullptr,
+                                     needB ? gb.full.raw() : nullptr, geo.out.data(), int(geo.out.size())),
+                kBinaryNames[op]);
+      finishOperandGrad(ga);
+      finishOperandGrad(gb);
+    });
+    return operandGradsToJs(info.Env(), needA, ga, needB, gb);
+  }
+  launch(a.device(), [=] {
+    INNFLOW_DISPATCH(a.dtype, T, {
+      const T *gs = g.data<T>(), *as = a.data<T>(), *bs = b.data<T>();
+      T* gaOut = needA ? ga.full.data<T>() : nullptr;
+      T* gbOut = needB ? gb.full.data<T>() : nullptr;
+      withBinaryOp(op, [&](auto opc) {
+        constexpr int OP = decltype(opc)::value;
+        if (a.shape == out && b.shape == out) {
+          parallelFor(numelOf(out), kGrain, [&](int64_t s, int64_t e) {
+            for (int64_t i = s; i < e; i++) {
+              T da, db;
+              binaryDerivatives<T>(OP, as[i], bs[i], &da, &db);
+              if (gaOut) gaOut[i] = gs[i] * da;
+              if (gbOut) gbOut[i] = gs[i] * db;
+            }
+          });
+          return;
+        }
+        const std::vector<int64_t> st[3] = {broadcastStrides(out, out), broadcastStrides(a.shape, out), broadcastStrides(b.shape, out)};
         parallelFor(numelOf(out), kGrain, [&](int64_t s, int64_t e) {
-          for (int64_t i = s; i < e; i++) {
+          forEachBroadcast<3>(out, st, s, e, [&](int64_t i, const int64_t* off) {
             T da, db;
-            binaryDerivatives<T>(OP, as[i], bs[i], &da, &db);
+            binaryDerivatives<T>(OP, as[off[1]], bs[off[2]], &da, &db);
             if (gaOut) gaOut[i] = gs[i] * da;
             if (gbOut) gbOut[i] = gs[i] * db;
-          }
-        });
-        return;
-      }
-      const std::vector<int64_t> st[3] = {broadcastStrides(out, out), broadcastStrides(a.shape, out), broadcastStrides(b.shape, out)};
-      parallelFor(numelOf(out), kGrain, [&](int64_t s, int64_t e) {
-        forEachBroadcast<3>(out, st, s, e, [&](int64_t i, const int64_t* off) {
-          T da, db;
-          binaryDerivatives<T>(OP, as[off[1]], bs[off[2]], &da, &db);
-          if (gaOut) gaOut[i] = gs[i] * da;
-          if (gbOut) gbOut[i] = gs[i] * db;
+          });
         });
       });
     });
+    finishOperandGrad(ga);
+    finishOperandGrad(gb);
   });
-  Napi::Env env = info.Env();
-  Napi::Array result = Napi::Array::New(env, 2);
-  result.Set(0u, needA ? wrap(env, reduceTo(std::move(ga), a.shape)) : env.Null());
-  result.Set(1u, needB ? wrap(env, reduceTo(std::move(gb), b.shape)) : env.Null());
-  return result;
+  return operandGradsToJs(info.Env(), needA, ga, needB, gb);
 }
 
 // ------------------------------------------------------------------------------------------------ where
@@ -578,19 +622,23 @@ static Napi::Value Where(const Napi::CallbackInfo& info) {
   Tensor y = emptyLike(out, a.dtype, a);
   if (a.onCuda()) {
     const CudaGeometry geo = cudaGeometry(out, {&cond.shape, &a.shape, &b.shape}, "where");
-    const Shape &sc = geo.operands[0], &sa = geo.operands[1], &sb = geo.operands[2];
-    cudaCheck(gpu().where(cudaDtype(a.dtype), cond.raw(), sc.data(), int(sc.size()), a.raw(), sa.data(), int(sa.size()),
-                          cudaOperand(bo), sb.data(), int(sb.size()), bo.value, y.raw(), geo.out.data(),
-                          int(geo.out.size())),
-              "where");
+    launch(a.device(), [=] {
+      const Shape &sc = geo.operands[0], &sa = geo.operands[1], &sb = geo.operands[2];
+      cudaCheck(gpu().where(cudaDtype(a.dtype), cond.raw(), sc.data(), int(sc.size()), a.raw(), sa.data(), int(sa.size()),
+                            cudaOperand(bo), sb.data(), int(sb.size()), bo.value, y.raw(), geo.out.data(),
+                            int(geo.out.size())),
+                "where");
+    });
     return wrap(info.Env(), std::move(y));
   }
-  INNFLOW_DISPATCH(a.dtype, T, {
-    const T *cs = cond.data<T>(), *as = a.data<T>(), *bs = b.data<T>();
-    T* ys = y.data<T>();
-    const std::vector<int64_t> st[3] = {broadcastStrides(cond.shape, out), broadcastStrides(a.shape, out), broadcastStrides(b.shape, out)};
-    parallelFor(y.numel(), kGrain, [&](int64_t s, int64_t e) {
-      forEachBroadcast<3>(out, st, s, e, [&](int64_t i, const int64_t* off) { ys[i] = cs[off[0]] != T(0) ? as[off[1]] : bs[off[2]]; });
+  launch(a.device(), [=] {
+    INNFLOW_DISPATCH(a.dtype, T, {
+      const T *cs = cond.data<T>(), *as = a.data<T>(), *bs = b.data<T>();
+      T* ys = y.data<T>();
+      const std::vector<int64_t> st[3] = {broadcastStrides(cond.shape, out), broadcastStrides(a.shape, out), broadcastStrides(b.shape, out)};
+      parallelFor(y.numel(), kGrain, [&](int64_t s, int64_t e) {
+        forEachBroadcast<3>(out, st, s, e, [&](int64_t i, const int64_t* off) { ys[i] = cs[off[0]] != T(0) ? as[off[1]] : bs[off[2]]; });
+      });
     });
   });
   return wrap(info.Env(), std::move(y));
@@ -608,63 +656,88 @@ static Napi::Value WhereBackward(const Napi::CallbackInfo& info) {
   if (broadcastShapes(cond.shape, g.shape, "where backward") != g.shape)
     fail("ERR_SHAPE", "where backward: condition shape " + shapeString(cond.shape) + " does not broadcast to " +
                           shapeString(g.shape));
-  Tensor ga, gb;
-  if (needA) ga = emptyLike(g.shape, g.dtype, g);
-  if (needB) gb = emptyLike(g.shape, g.dtype, g);
+  const OperandGrad ga = operandGrad(needA, g.shape, aShape, g), gb = operandGrad(needB, g.shape, bShape, g);
   if (g.onCuda()) {
     const CudaGeometry geo = cudaGeometry(g.shape, {&cond.shape}, "where backward");
-    const Shape& sc = geo.operands[0];
-    cudaCheck(gpu().whereBackward(cudaDtype(g.dtype), g.raw(), geo.out.data(), int(geo.out.size()), cond.raw(),
-                                  sc.data(), int(sc.size()), needA ? ga.raw() : nullptr, needB ? gb.raw() : nullptr),
-              "where backward");
-  } else INNFLOW_DISPATCH(g.dtype, T, {
-    const T *gs = g.data<T>(), *cs = cond.data<T>();
-    T* gaOut = needA ? ga.data<T>() : nullptr;
-    T* gbOut = needB ? gb.data<T>() : nullptr;
-    const std::vector<int64_t> st[1] = {broadcastStrides(cond.shape, g.shape)};
-    parallelFor(g.numel(), kGrain, [&](int64_t s, int64_t e) {
-      forEachBroadcast<1>(g.shape, st, s, e, [&](int64_t i, const int64_t* off) {
-        bool pickA = cs[off[0]] != T(0);
-        if (gaOut) gaOut[i] = pickA ? gs[i] : T(0);
-        if (gbOut) gbOut[i] = pickA ? T(0) : gs[i];
+    launch(g.device(), [=] {
+      const Shape& sc = geo.operands[0];
+      cudaCheck(gpu().whereBackward(cudaDtype(g.dtype), g.raw(), geo.out.data(), int(geo.out.size()), cond.raw(),
+                                    sc.data(), int(sc.size()), needA ? ga.full.raw() : nullptr, needB ? gb.full.raw() : nullptr),
+                "where backward");
+      finishOperandGrad(ga);
+      finishOperandGrad(gb);
+    });
+    return operandGradsToJs(info.Env(), needA, ga, needB, gb);
+  }
+  launch(g.device(), [=] {
+    INNFLOW_DISPATCH(g.dtype, T, {
+      const T *gs = g.data<T>(), *cs = cond.data<T>();
+      T* gaOut = needA ? ga.full.data<T>() : nullptr;
+      T* gbOut = needB ? gb.full.data<T>() : nullptr;
+      const std::vector<int64_t> st[1] = {broadcastStrides(cond.shape, g.shape)};
+      parallelFor(g.numel(), kGrain, [&](int64_t s, int64_t e) {
+        forEachBroadcast<1>(g.shape, st, s, e, [&](int64_t i, const int64_t* off) {
+          bool pickA = cs[off[0]] != T(0);
+          if (gaOut) gaOut[i] = pickA ? gs[i] : T(0);
+          if (gbOut) gbOut[i] = pickA ? T(0) : gs[i];
+        });
       });
     });
+    finishOperandGrad(ga);
+    finishOperandGrad(gb);
   });
-  Napi::Env env = info.Env();
-  Napi::Array result = Napi::Array::New(env, 2);
-  result.Set(0u, needA ? wrap(env, reduceTo(std::move(ga), aShape)) : env.Null());
-  result.Set(1u, needB ? wrap(env, reduceTo(std::move(gb), bShape)) : env.Null());
-  return result;
+  return operandGradsToJs(info.Env(), needA, ga, needB, gb);
 }
 
-Tensor expandTo(const Tensor& g, const Shape& target, double scale) {
-  if (broadcastShapes(g.shape, target, "expand") != target)
-    fail("ERR_SHAPE", "expand: shape " + shapeString(g.shape) + " does not broadcast to " + shapeString(target));
-  Tensor y = emptyLike(target, g.dtype, g);
+// ------------------------------------------------------------------------------------------------ expand
+
+ExpandPlan planExpand(const Shape& from, const Shape& target, double scale, Device device) {
+  if (broadcastShapes(from, target, "expand") != target)
+    fail("ERR_SHAPE", "expand: shape " + shapeString(from) + " does not broadcast to " + shapeString(target));
+  ExpandPlan p;
+  p.from = from;
+  p.target = target;
+  p.scale = scale;
+  if (device == Device::CUDA) {
+    const CudaGeometry geo = cudaGeometry(target, {&from}, "expand");
+    p.cudaOut = geo.out;
+    p.cudaFrom = geo.operands[0];
+  }
+  return p;
+}
+
+void expandInto(const Tensor& g, const Tensor& y, const ExpandPlan& p) {
   if (g.onCuda()) {
-    const CudaGeometry geo = cudaGeometry(target, {&g.shape}, "expand");
-    const Shape& sg = geo.operands[0];
-    cudaCheck(gpu().expand(cudaDtype(g.dtype), g.raw(), sg.data(), int(sg.size()), scale, y.raw(), geo.out.data(),
-                           int(geo.out.size())),
+    cudaCheck(gpu().expand(cudaDtype(g.dtype), g.raw(), p.cudaFrom.data(), int(p.cudaFrom.size()), p.scale, y.raw(),
+                           p.cudaOut.data(), int(p.cudaOut.size())),
               "expand");
-    return y;
+    return;
   }
   INNFLOW_DISPATCH(g.dtype, T, {
     const T* gs = g.data<T>();
     T* ys = y.data<T>();
-    const T sc = T(scale);
-    const std::vector<int64_t> st[1] = {broadcastStrides(g.shape, target)};
-    parallelFor(y.numel(), kGrain, [&](int64_t s, int64_t e) {
-      forEachBroadcast<1>(target, st, s, e, [&](int64_t i, const int64_t* off) { ys[i] = gs[off[0]] * sc; });
+    const T sc = T(p.scale);
+    const std::vector<int64_t> st[1] = {broadcastStrides(p.from, p.target)};
+    parallelFor(numelOf(p.target), kGrain, [&](int64_t s, int64_t e) {
+      forEachBroadcast<1>(p.target, st, s, e, [&](int64_t i, const int64_t* off) { ys[i] = gs[off[0]] * sc; });
     });
   });
+}
+
+Tensor expandTo(const Tensor& g, const Shape& target, double scale) {
+  ExpandPlan p = planExpand(g.shape, target, scale, g.device());
+  Tensor y = emptyLike(target, g.dtype, g);
+  expandInto(g, y, p);
   return y;
 }
 
 static Napi::Value Expand(const Napi::CallbackInfo& info) {
   const Tensor& g = tensorArg(info, 0, "x");
   Shape target = shapeArg(info, 1, "shape");
-  return wrap(info.Env(), expandTo(g, target, 1.0));
+  ExpandPlan plan = planExpand(g.shape, target, 1.0, g.device());
+  Tensor y = emptyLike(target, g.dtype, g);
+  launch(g.device(), [=, plan = std::move(plan)] { expandInto(g, y, plan); });
+  return wrap(info.Env(), std::move(y));
 }
 
 static Napi::Value BroadcastShape(const Napi::CallbackInfo& info) {

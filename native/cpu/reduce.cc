@@ -6,12 +6,15 @@
 //
 // float32 data is accumulated in double, so float32 sums agree with float64 ones to float32 rounding.
 // CUDA tensors are summed by cuda/reduce.cu (also in double, deterministically: no atomics); sumToShape and
-// sumDims, which the other families call, work on both devices.
+// sumDims, which the other families call, work on both devices. Each entry point allocates its result and
+// runs its kernel through launch() (capture.h), so that a compiled step replays it; the planSum*/sumInto
+// halves (kernels.h) let other families do the same with the sums they need.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "../../cuda/reduce.h"
+#include "../capture.h"
 #include "../common.h"
 #include "../cuda.h"
 #include "../ops.h"
@@ -39,25 +42,26 @@ std::vector<Group> coalesce(const Shape& shape, const std::vector<bool>& reduced
 }
 
 template <class T>
-void sumKernel(const T* x, T* y, const std::vector<Group>& groups, double scale) {
+void sumKernel(const T* x, T* y, const std::vector<int64_t>& sizes, const std::vector<int>& reduced, double scale) {
+  const size_t nGroups = sizes.size();
   // element strides of each group in x
-  std::vector<int64_t> stride(groups.size());
+  std::vector<int64_t> stride(nGroups);
   int64_t s = 1;
-  for (int64_t g = int64_t(groups.size()) - 1; g >= 0; g--) {
+  for (int64_t g = int64_t(nGroups) - 1; g >= 0; g--) {
     stride[g] = s;
-    s *= groups[g].size;
+    s *= sizes[g];
   }
-  const bool innerReduced = !groups.empty() && groups.back().reduced;
-  const int64_t inner = groups.empty() ? 1 : groups.back().size;
-  const size_t nOuter = groups.empty() ? 0 : groups.size() - 1;
+  const bool innerReduced = nGroups > 0 && reduced.back();
+  const int64_t inner = nGroups == 0 ? 1 : sizes.back();
+  const size_t nOuter = nGroups == 0 ? 0 : nGroups - 1;
   // offsets of every combination of the outer reduced groups, and the kept ones (in output order)
   std::vector<int64_t> redOffsets{0}, keptOffsets{0};
   for (size_t g = 0; g < nOuter; g++) {
-    std::vector<int64_t>& list = groups[g].reduced ? redOffsets : keptOffsets;
+    std::vector<int64_t>& list = reduced[g] ? redOffsets : keptOffsets;
     std::vector<int64_t> next;
-    next.reserve(list.size() * groups[g].size);
+    next.reserve(list.size() * sizes[g]);
     for (int64_t base : list)
-      for (int64_t i = 0; i < groups[g].size; i++) next.push_back(base + i * stride[g]);
+      for (int64_t i = 0; i < sizes[g]; i++) next.push_back(base + i * stride[g]);
     list.swap(next);
   }
   const int64_t nKept = int64_t(keptOffsets.size());
@@ -105,48 +109,6 @@ std::vector<bool> reducedMask(const Shape& shape, const std::vector<int64_t>& di
   return mask;
 }
 
-Tensor reduceSum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, bool mean) {
-  std::vector<bool> mask = reducedMask(x.shape, dims, mean ? "mean" : "sum");
-  Shape out;
-  int64_t count = 1;
-  for (size_t d = 0; d < x.shape.size(); d++) {
-    if (mask[d]) {
-      count *= x.shape[d];
-      if (keepdim) out.push_back(1);
-    } else {
-      out.push_back(x.shape[d]);
-    }
-  }
-  Tensor y = emptyLike(out, x.dtype, x);
-  if (y.numel() == 0) return y;
-  if (x.numel() == 0) {  // an empty sum is 0, an empty mean 0/0 = NaN (as in PyTorch and NumPy)
-    if (x.onCuda()) cudaFill(y.dtype, y.raw(), y.numel(), mean ? double(NAN) : 0.0);
-    else INNFLOW_DISPATCH(y.dtype, T, { std::fill_n(y.data<T>(), y.numel(), mean ? T(NAN) : T(0)); });
-    return y;
-  }
-  double scale = mean ? 1.0 / double(count) : 1.0;
-  std::vector<Group> groups = coalesce(x.shape, mask);
-  if (x.onCuda()) {
-    const char* op = mean ? "mean" : "sum";
-    if (groups.size() > INNFLOW_CUDA_MAX_REDUCE_GROUPS)
-      fail("ERR_SHAPE", std::string(op) + ": reducing CUDA tensors supports at most " +
-                            std::to_string(INNFLOW_CUDA_MAX_REDUCE_GROUPS) +
-                            " alternating runs of kept and reduced dimensions, got shape " + shapeString(x.shape));
-    std::vector<int64_t> sizes;
-    std::vector<int> reducedFlags;
-    for (const Group& g : groups) {
-      sizes.push_back(g.size);
-      reducedFlags.push_back(g.reduced ? 1 : 0);
-    }
-    cudaCheck(cudaTable<InnflowCudaReduce>("innflow_cuda_reduce")
-                  .sum(cudaDtype(x.dtype), x.raw(), y.raw(), sizes.data(), reducedFlags.data(), int(groups.size()), scale),
-              op);
-    return y;
-  }
-  INNFLOW_DISPATCH(x.dtype, T, { sumKernel<T>(x.data<T>(), y.data<T>(), groups, scale); });
-  return y;
-}
-
 std::vector<int64_t> dimsArg(const Napi::CallbackInfo& info, size_t i) {
   std::vector<int64_t> dims = intListArg(info, i, "dims");
   std::sort(dims.begin(), dims.end());
@@ -158,7 +120,10 @@ Napi::Value ReduceSum(const Napi::CallbackInfo& info) {
   std::vector<int64_t> dims = dimsArg(info, 1);
   bool keepdim = boolArg(info, 2, "keepdim");
   bool mean = boolArg(info, 3, "mean");
-  return wrap(info.Env(), reduceSum(x, dims, keepdim, mean));
+  SumPlan plan = planSumDims(x.shape, dims, keepdim, mean, x.device());
+  Tensor y = emptyLike(plan.out, x.dtype, x);
+  launch(x.device(), [=, plan = std::move(plan)] { sumInto(x, y, plan); });
+  return wrap(info.Env(), std::move(y));
 }
 
 Napi::Value ReduceSumBackward(const Napi::CallbackInfo& info) {
@@ -177,33 +142,92 @@ Napi::Value ReduceSumBackward(const Napi::CallbackInfo& info) {
     fail("ERR_SHAPE", "sum backward: gradient shape " + shapeString(g.shape) + " does not match " + shapeString(kept));
   Tensor gk = g;
   gk.shape = kept;
-  return wrap(info.Env(), expandTo(gk, xShape, mean ? 1.0 / double(count) : 1.0));
+  ExpandPlan plan = planExpand(kept, xShape, mean ? 1.0 / double(count) : 1.0, g.device());
+  Tensor gx = emptyLike(xShape, g.dtype, g);
+  launch(g.device(), [=, plan = std::move(plan)] { expandInto(gk, gx, plan); });
+  return wrap(info.Env(), std::move(gx));
 }
 
 Napi::Value SumToShape(const Napi::CallbackInfo& info) {
   const Tensor& g = tensorArg(info, 0, "g");
   Shape target = shapeArg(info, 1, "target");
-  return wrap(info.Env(), sumToShape(g, target));
+  SumPlan plan = planSumToShape(g.shape, target, g.device());
+  Tensor y = emptyLike(target, g.dtype, g);
+  launch(g.device(), [=, plan = std::move(plan)] { sumInto(g, y, plan); });
+  return wrap(info.Env(), std::move(y));
 }
 
 }  // namespace
 
-Tensor sumDims(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) { return reduceSum(x, dims, keepdim, false); }
+SumPlan planSumDims(const Shape& x, const std::vector<int64_t>& dims, bool keepdim, bool mean, Device device) {
+  const char* op = mean ? "mean" : "sum";
+  std::vector<bool> mask = reducedMask(x, dims, op);
+  SumPlan p;
+  p.mean = mean;
+  int64_t count = 1;
+  for (size_t d = 0; d < x.size(); d++) {
+    if (mask[d]) {
+      count *= x[d];
+      if (keepdim) p.out.push_back(1);
+    } else {
+      p.out.push_back(x[d]);
+    }
+  }
+  p.scale = mean ? 1.0 / double(count) : 1.0;
+  for (const Group& g : coalesce(x, mask)) {
+    p.sizes.push_back(g.size);
+    p.reduced.push_back(g.reduced ? 1 : 0);
+  }
+  if (device == Device::CUDA && numelOf(x) > 0 && numelOf(p.out) > 0 && p.sizes.size() > INNFLOW_CUDA_MAX_REDUCE_GROUPS)
+    fail("ERR_SHAPE", std::string(op) + ": reducing CUDA tensors supports at most " + std::to_string(INNFLOW_CUDA_MAX_REDUCE_GROUPS) +
+                          " alternating runs of kept and reduced dimensions, got shape " + shapeString(x));
+  return p;
+}
+
+SumPlan planSumToShape(const Shape& g, const Shape& target, Device device) {
+  if (target.size() > g.size()) fail("ERR_SHAPE", "cannot reduce shape " + shapeString(g) + " to " + shapeString(target));
+  size_t lead = g.size() - target.size();
+  std::vector<int64_t> dims;
+  for (size_t d = 0; d < g.size(); d++) {
+    if (d < lead) dims.push_back(int64_t(d));
+    else if (target[d - lead] == 1 && g[d] != 1) dims.push_back(int64_t(d));
+    else if (target[d - lead] != g[d])
+      fail("ERR_SHAPE", "cannot reduce shape " + shapeString(g) + " to " + shapeString(target));
+  }
+  SumPlan p = planSumDims(g, dims, true, false, device);
+  p.out = target;
+  return p;
+}
+
+void sumInto(const Tensor& x, const Tensor& y, const SumPlan& p) {
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  if (x.numel() == 0) {  // an empty sum is 0, an empty mean 0/0 = NaN (as in PyTorch and NumPy)
+    if (y.onCuda()) cudaFill(y.dtype, y.raw(), n, p.mean ? double(NAN) : 0.0);
+    else INNFLOW_DISPATCH(y.dtype, T, { std::fill_n(y.data<T>(), n, p.mean ? T(NAN) : T(0)); });
+    return;
+  }
+  if (x.onCuda()) {
+    cudaCheck(cudaTable<InnflowCudaReduce>("innflow_cuda_reduce")
+                  .sum(cudaDtype(x.dtype), x.raw(), y.raw(), p.sizes.data(), p.reduced.data(), int(p.sizes.size()), p.scale),
+              p.mean ? "mean" : "sum");
+    return;
+  }
+  INNFLOW_DISPATCH(x.dtype, T, { sumKernel<T>(x.data<T>(), y.data<T>(), p.sizes, p.reduced, p.scale); });
+}
+
+Tensor sumDims(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  SumPlan p = planSumDims(x.shape, dims, keepdim, false, x.device());
+  Tensor y = emptyLike(p.out, x.dtype, x);
+  sumInto(x, y, p);
+  return y;
+}
 
 Tensor sumToShape(const Tensor& g, const Shape& target) {
-  if (target.size() > g.shape.size())
-    fail("ERR_SHAPE", "cannot reduce shape " + shapeString(g.shape) + " to " + shapeString(target));
-  size_t lead = g.shape.size() - target.size();
-  std::vector<int64_t> dims;
-  for (size_t d = 0; d < g.shape.size(); d++) {
-    if (d < lead) dims.push_back(int64_t(d));
-    else if (target[d - lead] == 1 && g.shape[d] != 1) dims.push_back(int64_t(d));
-    else if (target[d - lead] != g.shape[d])
-      fail("ERR_SHAPE", "cannot reduce shape " + shapeString(g.shape) + " to " + shapeString(target));
-  }
-  Tensor out = reduceSum(g, dims, true, false);
-  out.shape = target;
-  return out;
+  SumPlan p = planSumToShape(g.shape, target, g.device());
+  Tensor y = emptyLike(target, g.dtype, g);
+  sumInto(g, y, p);
+  return y;
 }
 
 void registerReduce(Napi::Env env, Napi::Object exports) {

@@ -21,11 +21,17 @@
 // index TENSOR on the GPU is not read on the host (that would synchronise): its values are checked inside the
 // kernels, which write NaN where an index is bad instead of throwing (see cuda/shape.h). An index given as a
 // number[] is checked on the host as on the CPU, then copied to the device.
+//
+// Every entry point allocates its results, then runs its kernel through launch() (capture.h) so that a
+// compiled step replays it; scatter-adds zero their result inside the kernel, at every replay. On the CPU a
+// replay reads an index tensor's values again (they may have changed in place) and checks them again:
+// ERR_ARGUMENT from the replay if one is bad.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 
 #include "../../cuda/shape.h"
+#include "../capture.h"
 #include "../common.h"
 #include "../cuda.h"
 #include "../ops.h"
@@ -75,6 +81,12 @@ void copyRunsOn(bool onCuda, DType dtype, const char* src, int64_t srcStride, ch
                 const char* op) {
   if (onCuda) cudaCheck(cudaShape().copyRows(cudaDtype(dtype), src, srcStride, dst, dstStride, rows, len), op);
   else copyRuns(src, srcStride, dst, dstStride, rows, len, dtypeSize(dtype));
+}
+
+// Zeroes t (inside a kept kernel, so that every replay starts from zeros again).
+void zeroFill(const Tensor& t) {
+  if (t.onCuda()) cudaFill(t.dtype, t.raw(), t.numel(), 0.0);
+  else std::memset(t.raw(), 0, size_t(t.numel()) * dtypeSize(t.dtype));
 }
 
 // ------------------------------------------------------------------------------------------------ permute
@@ -206,10 +218,12 @@ Tensor permuteCompute(const Tensor& x, const std::vector<int64_t>& dims) {
     if (c.size.size() > INNFLOW_CUDA_MAX_DIMS)
       fail("ERR_SHAPE", "permute: on CUDA at most " + std::to_string(INNFLOW_CUDA_MAX_DIMS) + " dimensions remain after merging, got " +
                             std::to_string(c.size.size()) + " (shape " + shapeString(x.shape) + ")");
-    cudaCheck(cudaShape().permute(cudaDtype(x.dtype), x.raw(), y.raw(), c.size.data(), c.inStride.data(), int(c.size.size())), "permute");
+    launch(x.device(), [=] {
+      cudaCheck(cudaShape().permute(cudaDtype(x.dtype), x.raw(), y.raw(), c.size.data(), c.inStride.data(), int(c.size.size())), "permute");
+    });
     return y;
   }
-  INNFLOW_DISPATCH(x.dtype, T, { stridedCopy<T>(x.data<T>(), y.data<T>(), c); });
+  launch(x.device(), [=] { INNFLOW_DISPATCH(x.dtype, T, { stridedCopy<T>(x.data<T>(), y.data<T>(), c); }); });
   return y;
 }
 
@@ -247,8 +261,10 @@ Napi::Value Narrow(const Napi::CallbackInfo& info) {
   Tensor y = emptyLike(outShape, x.dtype, x);
   Around a = around(x.shape, dim);
   size_t elem = dtypeSize(x.dtype);
-  copyRunsOn(x.onCuda(), x.dtype, static_cast<const char*>(x.storage->data) + size_t(start * a.inner) * elem, a.size * a.inner,
-             static_cast<char*>(y.storage->data), length * a.inner, a.outer, length * a.inner, "narrow");
+  launch(x.device(), [=] {
+    copyRunsOn(x.onCuda(), x.dtype, static_cast<const char*>(x.raw()) + size_t(start * a.inner) * elem, a.size * a.inner,
+               static_cast<char*>(y.raw()), length * a.inner, a.outer, length * a.inner, "narrow");
+  });
   return wrap(info.Env(), std::move(y));
 }
 
@@ -264,12 +280,15 @@ Napi::Value NarrowBackward(const Napi::CallbackInfo& info) {
     if (int64_t(d) != dim && g.shape[d] != xShape[d])
       fail("ERR_SHAPE", "narrow backward: gradient " + shapeString(g.shape) + " does not fit " + shapeString(xShape));
   checkRange("narrow backward", xShape, dim, start, length);
-  Tensor gx = zerosTensor(xShape, g.dtype, g.device());
+  Tensor gx = emptyLike(xShape, g.dtype, g);
   Around a = around(xShape, dim);
   size_t elem = dtypeSize(g.dtype);
-  copyRunsOn(g.onCuda(), g.dtype, static_cast<const char*>(g.storage->data), length * a.inner,
-             static_cast<char*>(gx.storage->data) + size_t(start * a.inner) * elem, a.size * a.inner, a.outer, length * a.inner,
-             "narrow backward");
+  launch(g.device(), [=] {
+    zeroFill(gx);
+    copyRunsOn(g.onCuda(), g.dtype, static_cast<const char*>(g.raw()), length * a.inner,
+               static_cast<char*>(gx.raw()) + size_t(start * a.inner) * elem, a.size * a.inner, a.outer, length * a.inner,
+               "narrow backward");
+  });
   return wrap(info.Env(), std::move(gx));
 }
 
@@ -287,36 +306,39 @@ void checkSizes(const char* op, const Shape& whole, int64_t dim, const std::vect
                              " of shape " + shapeString(whole) + " has " + std::to_string(whole[dim]));
 }
 
-// Concatenates pieces along dim into a tensor of shape `outShape` on `device`; a null piece contributes zeros.
-Tensor joinPieces(const std::vector<const Tensor*>& pieces, const std::vector<int64_t>& sizes, const Shape& outShape, int64_t dim, DType dtype,
-                  Device device, const char* op) {
+// Concatenates pieces along dim into a tensor of shape `outShape` on `device`; a missing piece (present[p]
+// false) contributes zeros.
+Tensor joinPieces(const std::vector<Tensor>& pieces, const std::vector<bool>& present, const std::vector<int64_t>& sizes,
+                  const Shape& outShape, int64_t dim, DType dtype, Device device, const char* op) {
   Tensor y = emptyTensor(outShape, dtype, device);
   if (y.numel() == 0) return y;
   Around a = around(outShape, dim);
-  const size_t elem = dtypeSize(dtype);
   const int64_t P = int64_t(pieces.size());
   std::vector<int64_t> offset(P + 1, 0);  // element offset of each piece inside an output row
   for (int64_t p = 0; p < P; p++) offset[p + 1] = offset[p] + sizes[p] * a.inner;
-  const int64_t rowLen = offset[P];
-  char* dst = static_cast<char*>(y.storage->data);
-  if (device == Device::CUDA) {
-    // one row copy per piece (zeros first when a piece is missing)
-    if (std::find(pieces.begin(), pieces.end(), nullptr) != pieces.end()) cudaFill(dtype, y.raw(), y.numel(), 0.0);
-    for (int64_t p = 0; p < P; p++) {
-      const int64_t len = offset[p + 1] - offset[p];
-      if (pieces[p])
-        copyRunsOn(true, dtype, static_cast<const char*>(pieces[p]->storage->data), len, dst + size_t(offset[p]) * elem, rowLen, a.outer, len, op);
+  launch(device, [=] {
+    const size_t elem = dtypeSize(dtype);
+    const int64_t rowLen = offset[P];
+    char* dst = static_cast<char*>(y.raw());
+    if (device == Device::CUDA) {
+      // one row copy per piece (zeros first when a piece is missing)
+      if (std::find(present.begin(), present.end(), false) != present.end()) cudaFill(dtype, y.raw(), y.numel(), 0.0);
+      for (int64_t p = 0; p < P; p++) {
+        const int64_t len = offset[p + 1] - offset[p];
+        if (present[p])
+          copyRunsOn(true, dtype, static_cast<const char*>(pieces[p].raw()), len, dst + size_t(offset[p]) * elem, rowLen, a.outer, len, op);
+      }
+      return;
     }
-    return y;
-  }
-  // one work item per (outer row, piece): a single pass over the pool, however many pieces there are
-  parallelFor(a.outer * P, std::max<int64_t>(1, kGrain * P / std::max<int64_t>(rowLen, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t w = b; w < e; w++) {
-      int64_t o = w / P, p = w % P, len = offset[p + 1] - offset[p];
-      char* d = dst + size_t(o * rowLen + offset[p]) * elem;
-      if (pieces[p]) std::memcpy(d, static_cast<const char*>(pieces[p]->storage->data) + size_t(o * len) * elem, size_t(len) * elem);
-      else std::memset(d, 0, size_t(len) * elem);
-    }
+    // one work item per (outer row, piece): a single pass over the pool, however many pieces there are
+    parallelFor(a.outer * P, std::max<int64_t>(1, kGrain * P / std::max<int64_t>(rowLen, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t w = b; w < e; w++) {
+        int64_t o = w / P, p = w % P, len = offset[p + 1] - offset[p];
+        char* d = dst + size_t(o * rowLen + offset[p]) * elem;
+        if (present[p]) std::memcpy(d, static_cast<const char*>(pieces[p].raw()) + size_t(o * len) * elem, size_t(len) * elem);
+        else std::memset(d, 0, size_t(len) * elem);
+      }
+    });
   });
   return y;
 }
@@ -328,7 +350,6 @@ std::vector<Tensor> cutPieces(const Tensor& x, const std::vector<int64_t>& sizes
   Around a = around(x.shape, dim);
   std::vector<int64_t> offset(P + 1, 0);
   for (int64_t p = 0; p < P; p++) offset[p + 1] = offset[p] + sizes[p] * a.inner;
-  const int64_t rowLen = offset[P];
   for (int64_t p = 0; p < P; p++) {
     if (!need[p]) continue;
     Shape s = x.shape;
@@ -336,22 +357,25 @@ std::vector<Tensor> cutPieces(const Tensor& x, const std::vector<int64_t>& sizes
     out[p] = emptyLike(s, x.dtype, x);
   }
   if (x.numel() == 0) return out;
-  const size_t elem = dtypeSize(x.dtype);
-  const char* src = static_cast<const char*>(x.storage->data);
-  if (x.onCuda()) {
-    for (int64_t p = 0; p < P; p++) {
-      const int64_t len = offset[p + 1] - offset[p];
-      if (need[p])
-        copyRunsOn(true, x.dtype, src + size_t(offset[p]) * elem, rowLen, static_cast<char*>(out[p].storage->data), len, a.outer, len, op);
+  launch(x.device(), [=] {
+    const int64_t rowLen = offset[P];
+    const size_t elem = dtypeSize(x.dtype);
+    const char* src = static_cast<const char*>(x.raw());
+    if (x.onCuda()) {
+      for (int64_t p = 0; p < P; p++) {
+        const int64_t len = offset[p + 1] - offset[p];
+        if (need[p])
+          copyRunsOn(true, x.dtype, src + size_t(offset[p]) * elem, rowLen, static_cast<char*>(out[p].raw()), len, a.outer, len, op);
+      }
+      return;
     }
-    return out;
-  }
-  parallelFor(a.outer * P, std::max<int64_t>(1, kGrain * P / std::max<int64_t>(rowLen, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t w = b; w < e; w++) {
-      int64_t o = w / P, p = w % P, len = offset[p + 1] - offset[p];
-      if (!need[p] || len == 0) continue;
-      std::memcpy(static_cast<char*>(out[p].storage->data) + size_t(o * len) * elem, src + size_t(o * rowLen + offset[p]) * elem, size_t(len) * elem);
-    }
+    parallelFor(a.outer * P, std::max<int64_t>(1, kGrain * P / std::max<int64_t>(rowLen, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t w = b; w < e; w++) {
+        int64_t o = w / P, p = w % P, len = offset[p + 1] - offset[p];
+        if (!need[p] || len == 0) continue;
+        std::memcpy(static_cast<char*>(out[p].raw()) + size_t(o * len) * elem, src + size_t(o * rowLen + offset[p]) * elem, size_t(len) * elem);
+      }
+    });
   });
   return out;
 }
@@ -370,7 +394,6 @@ Napi::Value Cat(const Napi::CallbackInfo& info) {
   int64_t dim = checkDim("cat", intArg(info, 1, "dim"), first.shape.size());
   Shape outShape = first.shape;
   outShape[dim] = 0;
-  std::vector<const Tensor*> pieces;
   std::vector<int64_t> sizes;
   for (const Tensor& t : xs) {
     requireSameDtype(first, t, "cat");
@@ -379,10 +402,10 @@ Napi::Value Cat(const Napi::CallbackInfo& info) {
     for (size_t d = 0; ok && d < t.shape.size(); d++) ok = int64_t(d) == dim || t.shape[d] == first.shape[d];
     if (!ok) fail("ERR_SHAPE", "cat: shape " + shapeString(t.shape) + " does not match " + shapeString(first.shape) + " outside dimension " + std::to_string(dim));
     outShape[dim] += t.shape[dim];
-    pieces.push_back(&t);
     sizes.push_back(t.shape[dim]);
   }
-  return wrap(info.Env(), joinPieces(pieces, sizes, outShape, dim, first.dtype, first.device(), "cat"));
+  std::vector<bool> present(xs.size(), true);
+  return wrap(info.Env(), joinPieces(xs, present, sizes, outShape, dim, first.dtype, first.device(), "cat"));
 }
 
 Napi::Value CatBackward(const Napi::CallbackInfo& info) {
@@ -427,7 +450,8 @@ Napi::Value SplitBackward(const Napi::CallbackInfo& info) {
   checkSizes("split backward", xShape, dim, sizes);
   Napi::Array arr = info[0].As<Napi::Array>();
   if (arr.Length() != sizes.size()) fail("ERR_ARGUMENT", "split backward: expected one gradient (or null) per piece");
-  std::vector<const Tensor*> pieces(sizes.size(), nullptr);
+  std::vector<Tensor> pieces(sizes.size());
+  std::vector<bool> present(sizes.size(), false);
   const Tensor* firstPiece = nullptr;  // the result goes to the pieces' device (the CPU when all are null)
   for (uint32_t p = 0; p < arr.Length(); p++) {
     const Tensor* t = optionalTensor(arr.Get(p), "split backward: grads");
@@ -439,9 +463,10 @@ Napi::Value SplitBackward(const Napi::CallbackInfo& info) {
     if (t->shape != want)
       fail("ERR_SHAPE", "split backward: gradient " + std::to_string(p) + " has shape " + shapeString(t->shape) + ", expected " + shapeString(want));
     if (t->dtype != dtype) fail("ERR_DTYPE", std::string("split backward: gradient dtype ") + dtypeName(t->dtype) + " differs from " + dtypeName(dtype));
-    pieces[p] = t;
+    pieces[p] = *t;
+    present[p] = true;
   }
-  return wrap(info.Env(), joinPieces(pieces, sizes, xShape, dim, dtype, firstPiece ? firstPiece->device() : Device::CPU, "split backward"));
+  return wrap(info.Env(), joinPieces(pieces, present, sizes, xShape, dim, dtype, firstPiece ? firstPiece->device() : Device::CPU, "split backward"));
 }
 
 // ------------------------------------------------------------------------------------------------ indices
@@ -500,13 +525,32 @@ std::vector<int64_t> readIndexList(const Napi::Value& value, int64_t limit, cons
   return out;
 }
 
-// indexSelect's index argument: a 1-D tensor (on like's device) or a number[].
-std::vector<int64_t> selectIndexArg(const Napi::CallbackInfo& info, size_t i, int64_t limit, const char* op, const Tensor& like) {
-  if (i < info.Length() && info[i].IsArray()) return readIndexList(info[i], limit, op);
+// indexSelect's index argument on the CPU: a 1-D tensor (on like's device) or a number[], checked and read.
+// A tensor's values are read again, and checked again, at each replay of a compiled step (fresh(); they may
+// have changed in place); a number[] is a constant.
+struct HostIndex {
+  std::vector<int64_t> values;
+  Tensor tensor;
+  bool fromTensor = false;
+  int64_t limit = 0;
+  void fresh(const char* op) {
+    if (fromTensor) values = readIndex(tensor, limit, op);
+  }
+};
+HostIndex selectIndexArg(const Napi::CallbackInfo& info, size_t i, int64_t limit, const char* op, const Tensor& like) {
+  HostIndex h;
+  h.limit = limit;
+  if (i < info.Length() && info[i].IsArray()) {
+    h.values = readIndexList(info[i], limit, op);
+    return h;
+  }
   const Tensor& index = tensorArg(info, i, "index");
   if (index.dim() != 1) fail("ERR_SHAPE", std::string(op) + ": index must be 1-D, got shape " + shapeString(index.shape));
   requireSameDevice(like, index, op);
-  return readIndex(index, limit, op);
+  h.values = readIndex(index, limit, op);
+  h.tensor = index;
+  h.fromTensor = true;
+  return h;
 }
 
 // indexSelect's index argument for a CUDA op: a 1-D CUDA tensor, used as it is (its values are checked by the
@@ -544,43 +588,49 @@ Napi::Value IndexSelect(const Napi::CallbackInfo& info) {
     outShape[dim] = di.n;
     Tensor y = emptyLike(outShape, x.dtype, x);
     Around a = around(x.shape, dim);
-    cudaCheck(cudaShape().indexSelect(cudaDtype(x.dtype), x.raw(), a.outer, a.size, a.inner, di.values.raw(), cudaDtype(di.values.dtype),
-                                      di.n, y.raw()),
-              "indexSelect");
+    launch(x.device(), [=] {
+      cudaCheck(cudaShape().indexSelect(cudaDtype(x.dtype), x.raw(), a.outer, a.size, a.inner, di.values.raw(), cudaDtype(di.values.dtype),
+                                        di.n, y.raw()),
+                "indexSelect");
+    });
     return wrap(info.Env(), std::move(y));
   }
-  std::vector<int64_t> idx = selectIndexArg(info, 2, x.shape[dim], "indexSelect", x);
-  const int64_t n = int64_t(idx.size());
+  HostIndex hi = selectIndexArg(info, 2, x.shape[dim], "indexSelect", x);
+  const int64_t n = int64_t(hi.values.size());
   Shape outShape = x.shape;
   outShape[dim] = n;
   Tensor y = emptyTensor(outShape, x.dtype);
   if (y.numel() == 0) return wrap(info.Env(), std::move(y));
   Around a = around(x.shape, dim);
-  if (a.inner == 1) {
-    // selecting columns (a permutation of features): a plain gather; a memcpy per element costs ~10x more
-    INNFLOW_DISPATCH(x.dtype, T, {
-      const T* xs = x.data<T>();
-      T* ys = y.data<T>();
-      const int64_t* ip = idx.data();
-      parallelFor(a.outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
-        for (int64_t o = b; o < e; o++) {
-          const T* row = xs + o * a.size;
-          T* out = ys + o * n;
-          for (int64_t k = 0; k < n; k++) out[k] = row[ip[k]];
-        }
+  launch(x.device(), [=, hi = std::move(hi), replay = false]() mutable {
+    if (replay) hi.fresh("indexSelect");
+    replay = true;
+    const int64_t* ip = hi.values.data();
+    if (a.inner == 1) {
+      // selecting columns (a permutation of features): a plain gather; a memcpy per element costs ~10x more
+      INNFLOW_DISPATCH(x.dtype, T, {
+        const T* xs = x.data<T>();
+        T* ys = y.data<T>();
+        parallelFor(a.outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+          for (int64_t o = b; o < e; o++) {
+            const T* row = xs + o * a.size;
+            T* out = ys + o * n;
+            for (int64_t k = 0; k < n; k++) out[k] = row[ip[k]];
+          }
+        });
       });
-    });
-    return wrap(info.Env(), std::move(y));
-  }
-  const size_t elem = dtypeSize(x.dtype);
-  const char* src = static_cast<const char*>(x.storage->data);
-  char* dst = static_cast<char*>(y.storage->data);
-  // row (o, k) of y is the run x[o, idx[k], :]
-  parallelFor(a.outer * n, std::max<int64_t>(1, kGrain / a.inner), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; r++) {
-      int64_t o = r / n, k = r % n;
-      std::memcpy(dst + size_t(r * a.inner) * elem, src + size_t((o * a.size + idx[k]) * a.inner) * elem, size_t(a.inner) * elem);
+      return;
     }
+    const size_t elem = dtypeSize(x.dtype);
+    const char* src = static_cast<const char*>(x.raw());
+    char* dst = static_cast<char*>(y.raw());
+    // row (o, k) of y is the run x[o, idx[k], :]
+    parallelFor(a.outer * n, std::max<int64_t>(1, kGrain / a.inner), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; r++) {
+        int64_t o = r / n, k = r % n;
+        std::memcpy(dst + size_t(r * a.inner) * elem, src + size_t((o * a.size + ip[k]) * a.inner) * elem, size_t(a.inner) * elem);
+      }
+    });
   });
   return wrap(info.Env(), std::move(y));
 }
@@ -599,49 +649,56 @@ Napi::Value IndexSelectBackward(const Napi::CallbackInfo& info) {
     if (g.shape != want) fail("ERR_SHAPE", "indexSelect backward: gradient shape " + shapeString(g.shape) + " differs from " + shapeString(want));
     Tensor gx = emptyLike(xShape, g.dtype, g);  // the kernel writes every element
     Around a = around(xShape, dim);
-    cudaCheck(cudaShape().indexSelectBackward(cudaDtype(g.dtype), g.raw(), a.outer, a.size, a.inner, di.values.raw(),
-                                              cudaDtype(di.values.dtype), di.n, gx.raw()),
-              "indexSelect backward");
-    return wrap(info.Env(), std::move(gx));
-  }
-  std::vector<int64_t> idx = selectIndexArg(info, 3, xShape[dim], "indexSelect backward", g);
-  const int64_t n = int64_t(idx.size());
-  Shape want = xShape;
-  want[dim] = n;
-  if (g.shape != want) fail("ERR_SHAPE", "indexSelect backward: gradient shape " + shapeString(g.shape) + " differs from " + shapeString(want));
-  Tensor gx = zerosTensor(xShape, g.dtype);
-  if (g.numel() == 0) return wrap(info.Env(), std::move(gx));
-  Around a = around(xShape, dim);
-  if (a.inner == 1) {
-    // scattering columns back: per row, in index order (the same order of additions as the blocked loop below)
-    INNFLOW_DISPATCH(g.dtype, T, {
-      const T* gs = g.data<T>();
-      T* out = gx.data<T>();
-      const int64_t* ip = idx.data();
-      parallelFor(a.outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
-        for (int64_t o = b; o < e; o++) {
-          const T* src = gs + o * n;
-          T* row = out + o * a.size;
-          for (int64_t k = 0; k < n; k++) row[ip[k]] += src[k];
-        }
-      });
+    launch(g.device(), [=] {
+      cudaCheck(cudaShape().indexSelectBackward(cudaDtype(g.dtype), g.raw(), a.outer, a.size, a.inner, di.values.raw(),
+                                                cudaDtype(di.values.dtype), di.n, gx.raw()),
+                "indexSelect backward");
     });
     return wrap(info.Env(), std::move(gx));
   }
-  constexpr int64_t kBlock = 512;
-  const int64_t blocks = (a.inner + kBlock - 1) / kBlock;
-  INNFLOW_DISPATCH(g.dtype, T, {
-    const T* gs = g.data<T>();
-    T* out = gx.data<T>();
-    parallelFor(a.outer * blocks, std::max<int64_t>(1, kGrain / std::max<int64_t>(n * std::min(kBlock, a.inner), 1)), [&](int64_t b, int64_t e) {
-      for (int64_t w = b; w < e; w++) {
-        int64_t o = w / blocks, c0 = (w % blocks) * kBlock, c1 = std::min(a.inner, c0 + kBlock);
-        for (int64_t k = 0; k < n; k++) {
-          const T* src = gs + (o * n + k) * a.inner;
-          T* dst = out + (o * a.size + idx[k]) * a.inner;
-          for (int64_t c = c0; c < c1; c++) dst[c] += src[c];
+  HostIndex hi = selectIndexArg(info, 3, xShape[dim], "indexSelect backward", g);
+  const int64_t n = int64_t(hi.values.size());
+  Shape want = xShape;
+  want[dim] = n;
+  if (g.shape != want) fail("ERR_SHAPE", "indexSelect backward: gradient shape " + shapeString(g.shape) + " differs from " + shapeString(want));
+  Tensor gx = emptyTensor(xShape, g.dtype);
+  Around a = around(xShape, dim);
+  launch(g.device(), [=, hi = std::move(hi), replay = false]() mutable {
+    if (replay) hi.fresh("indexSelect backward");
+    replay = true;
+    zeroFill(gx);
+    if (g.numel() == 0) return;
+    const int64_t* ip = hi.values.data();
+    if (a.inner == 1) {
+      // scattering columns back: per row, in index order (the same order of additions as the blocked loop below)
+      INNFLOW_DISPATCH(g.dtype, T, {
+        const T* gs = g.data<T>();
+        T* out = gx.data<T>();
+        parallelFor(a.outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+          for (int64_t o = b; o < e; o++) {
+            const T* src = gs + o * n;
+            T* row = out + o * a.size;
+            for (int64_t k = 0; k < n; k++) row[ip[k]] += src[k];
+          }
+        });
+      });
+      return;
+    }
+    constexpr int64_t kBlock = 512;
+    const int64_t blocks = (a.inner + kBlock - 1) / kBlock;
+    INNFLOW_DISPATCH(g.dtype, T, {
+      const T* gs = g.data<T>();
+      T* out = gx.data<T>();
+      parallelFor(a.outer * blocks, std::max<int64_t>(1, kGrain / std::max<int64_t>(n * std::min(kBlock, a.inner), 1)), [&](int64_t b, int64_t e) {
+        for (int64_t w = b; w < e; w++) {
+          int64_t o = w / blocks, c0 = (w % blocks) * kBlock, c1 = std::min(a.inner, c0 + kBlock);
+          for (int64_t k = 0; k < n; k++) {
+            const T* src = gs + (o * n + k) * a.inner;
+            T* dst = out + (o * a.size + ip[k]) * a.inner;
+            for (int64_t c = c0; c < c1; c++) dst[c] += src[c];
+          }
         }
-      }
+      });
     });
   });
   return wrap(info.Env(), std::move(gx));
@@ -705,36 +762,44 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
     if (xs.size() > INNFLOW_CUDA_MAX_DIMS)
       fail("ERR_SHAPE", "gather: at most " + std::to_string(INNFLOW_CUDA_MAX_DIMS) + " dimensions on CUDA, got shape " + shapeString(x.shape));
     Tensor y = emptyLike(index.shape, x.dtype, x);
-    cudaCheck(cudaShape().gather(cudaDtype(x.dtype), x.raw(), xs.data(), int(xs.size()), int(dim), index.raw(), cudaDtype(index.dtype),
-                                 is.data(), y.raw()),
-              "gather");
+    launch(x.device(), [=] {
+      cudaCheck(cudaShape().gather(cudaDtype(x.dtype), x.raw(), xs.data(), int(xs.size()), int(dim), index.raw(), cudaDtype(index.dtype),
+                                   is.data(), y.raw()),
+                "gather");
+    });
     return wrap(info.Env(), std::move(y));
   }
   GatherPlan p = planGather(x.shape, index.shape, dim, "gather");
-  checkIndex(index, x.shape.empty() ? 1 : x.shape[dim], "gather");
+  const int64_t limit = x.shape.empty() ? 1 : x.shape[dim];
+  checkIndex(index, limit, "gather");
   Tensor y = emptyTensor(index.shape, x.dtype);
   const int64_t n = y.numel();
   if (n == 0) return wrap(info.Env(), std::move(y));
-  INNFLOW_DISPATCH(x.dtype, T, {
-    INNFLOW_DISPATCH(index.dtype, I, {
-      const T* xs = x.data<T>();
-      const I* is = index.data<I>();
-      T* ys = y.data<T>();
-      // element i = (a, k, j) of [A, D, B]; the counters are carried so that B = 1 (gathering along the last
-      // dimension) costs no division per element
-      parallelFor(n, kGrain, [&](int64_t b, int64_t e) {
-        int64_t j = b % p.B, r = b / p.B, k = r % p.D, a = r / p.D;
-        int64_t base = p.offA[a];
-        for (int64_t i = b; i < e; i++) {
-          ys[i] = xs[base + int64_t(is[i]) * p.xStride + p.offB[j]];
-          if (++j == p.B) {
-            j = 0;
-            if (++k == p.D) {
-              k = 0;
-              if (++a < p.A) base = p.offA[a];
+  // the index is read by the kernel: at a replay its values may have changed, so they are checked again
+  launch(x.device(), [=, p = std::move(p), replay = false]() mutable {
+    if (replay) checkIndex(index, limit, "gather");
+    replay = true;
+    INNFLOW_DISPATCH(x.dtype, T, {
+      INNFLOW_DISPATCH(index.dtype, I, {
+        const T* xs = x.data<T>();
+        const I* is = index.data<I>();
+        T* ys = y.data<T>();
+        // element i = (a, k, j) of [A, D, B]; the counters are carried so that B = 1 (gathering along the last
+        // dimension) costs no division per element
+        parallelFor(n, kGrain, [&](int64_t b, int64_t e) {
+          int64_t j = b % p.B, r = b / p.B, k = r % p.D, a = r / p.D;
+          int64_t base = p.offA[a];
+          for (int64_t i = b; i < e; i++) {
+            ys[i] = xs[base + int64_t(is[i]) * p.xStride + p.offB[j]];
+            if (++j == p.B) {
+              j = 0;
+              if (++k == p.D) {
+                k = 0;
+                if (++a < p.A) base = p.offA[a];
+              }
             }
           }
-        }
+        });
       });
     });
   });
@@ -757,36 +822,44 @@ Napi::Value GatherBackward(const Napi::CallbackInfo& info) {
     if (xs.size() > INNFLOW_CUDA_MAX_DIMS)
       fail("ERR_SHAPE", "gather backward: at most " + std::to_string(INNFLOW_CUDA_MAX_DIMS) + " dimensions on CUDA, got shape " + shapeString(xShape));
     Tensor gx = emptyLike(xShape, g.dtype, g);  // zeroed by the library, then scattered into
-    cudaCheck(cudaShape().gatherBackward(cudaDtype(g.dtype), g.raw(), xs.data(), int(xs.size()), int(dim), index.raw(),
-                                         cudaDtype(index.dtype), is.data(), gx.raw()),
-              "gather backward");
+    launch(g.device(), [=] {
+      cudaCheck(cudaShape().gatherBackward(cudaDtype(g.dtype), g.raw(), xs.data(), int(xs.size()), int(dim), index.raw(),
+                                           cudaDtype(index.dtype), is.data(), gx.raw()),
+                "gather backward");
+    });
     return wrap(info.Env(), std::move(gx));
   }
   GatherPlan p = planGather(xShape, index.shape, dim, "gather backward");
-  checkIndex(index, xShape.empty() ? 1 : xShape[dim], "gather backward");
-  Tensor gx = zerosTensor(xShape, g.dtype);
-  if (g.numel() == 0) return wrap(info.Env(), std::move(gx));
-  constexpr int64_t kBlock = 512;
-  const int64_t blocks = (p.B + kBlock - 1) / kBlock;
-  INNFLOW_DISPATCH(g.dtype, T, {
-    INNFLOW_DISPATCH(index.dtype, I, {
-      const T* gs = g.data<T>();
-      const I* is = index.data<I>();
-      T* out = gx.data<T>();
-      parallelFor(p.A * blocks, std::max<int64_t>(1, kGrain / std::max<int64_t>(p.D * std::min(kBlock, p.B), 1)), [&](int64_t b, int64_t e) {
-        for (int64_t w = b; w < e; w++) {
-          const int64_t a = w / blocks, c0 = (w % blocks) * kBlock, c1 = std::min(p.B, c0 + kBlock);
-          T* dst = out + p.offA[a];
-          const int64_t row0 = a * p.D * p.B;
-          if (p.B == 1) {  // gathering along the last dimension: one pass over the row
-            for (int64_t k = 0; k < p.D; k++) dst[int64_t(is[row0 + k]) * p.xStride] += gs[row0 + k];
-            continue;
+  const int64_t limit = xShape.empty() ? 1 : xShape[dim];
+  checkIndex(index, limit, "gather backward");
+  Tensor gx = emptyTensor(xShape, g.dtype);
+  launch(g.device(), [=, p = std::move(p), replay = false]() mutable {
+    if (replay) checkIndex(index, limit, "gather backward");
+    replay = true;
+    zeroFill(gx);
+    if (g.numel() == 0) return;
+    constexpr int64_t kBlock = 512;
+    const int64_t blocks = (p.B + kBlock - 1) / kBlock;
+    INNFLOW_DISPATCH(g.dtype, T, {
+      INNFLOW_DISPATCH(index.dtype, I, {
+        const T* gs = g.data<T>();
+        const I* is = index.data<I>();
+        T* out = gx.data<T>();
+        parallelFor(p.A * blocks, std::max<int64_t>(1, kGrain / std::max<int64_t>(p.D * std::min(kBlock, p.B), 1)), [&](int64_t b, int64_t e) {
+          for (int64_t w = b; w < e; w++) {
+            const int64_t a = w / blocks, c0 = (w % blocks) * kBlock, c1 = std::min(p.B, c0 + kBlock);
+            T* dst = out + p.offA[a];
+            const int64_t row0 = a * p.D * p.B;
+            if (p.B == 1) {  // gathering along the last dimension: one pass over the row
+              for (int64_t k = 0; k < p.D; k++) dst[int64_t(is[row0 + k]) * p.xStride] += gs[row0 + k];
+              continue;
+            }
+            for (int64_t k = 0; k < p.D; k++) {
+              const int64_t row = row0 + k * p.B;
+              for (int64_t j = c0; j < c1; j++) dst[int64_t(is[row + j]) * p.xStride + p.offB[j]] += gs[row + j];
+            }
           }
-          for (int64_t k = 0; k < p.D; k++) {
-            const int64_t row = row0 + k * p.B;
-            for (int64_t j = c0; j < c1; j++) dst[int64_t(is[row + j]) * p.xStride + p.offB[j]] += gs[row + j];
-          }
-        }
+        });
       });
     });
   });
