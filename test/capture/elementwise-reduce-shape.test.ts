@@ -5,7 +5,7 @@
  */
 import { grad, ops, tensor, Tensor, tidy } from '../../lib'
 import { core } from '../../lib/binding'
-import { captureNative } from '../../lib/framework/capture-binding'
+import { captureNative } from '../../lib/capture'
 import { expectReplayMatches } from './replay'
 
 const f32 = { dtype: 'float32' as const }
