@@ -6,9 +6,9 @@ import * as path from 'node:path'
 import { parseArgs, runBench } from '../../bench/run'
 
 test('command line: defaults and every pinned flag', () => {
-  expect(parseArgs([])).toMatchObject({ device: 'cpu', precision: 'highest', steps: 30, invertibleBackprop: false })
-  expect(parseArgs(['--device', 'cuda', '--workloads', 'a,b', '--steps', '5', '--threads', '2', '--precision', 'high', '--json', 'f.json', '--invertible-backprop'])).toEqual({
-    device: 'cuda', names: ['a', 'b'], steps: 5, threads: 2, precision: 'high', json: 'f.json', invertibleBackprop: true, quality: false,
+  expect(parseArgs([])).toMatchObject({ device: 'cpu', precision: 'highest', steps: 30, invertibleBackprop: false, compile: false })
+  expect(parseArgs(['--device', 'cuda', '--workloads', 'a,b', '--steps', '5', '--threads', '2', '--precision', 'high', '--json', 'f.json', '--invertible-backprop', '--compile'])).toEqual({
+    device: 'cuda', names: ['a', 'b'], steps: 5, threads: 2, precision: 'high', json: 'f.json', invertibleBackprop: true, compile: true, quality: false,
   })
   expect(() => parseArgs(['--device', 'tpu'])).toThrow(/--device/)
   expect(() => parseArgs(['--precision', 'low'])).toThrow(/--precision/)
@@ -31,6 +31,12 @@ test('a short run writes the pinned JSON rows with the reference and the ratio',
   expect(row.trainStepMs).toBeGreaterThan(0)
   expect(row.ratio).toBeCloseTo(7.33 / row.trainStepMs, 10)
   expect(lines[1]).toMatch(/^moons-b256\t256\t16496\t/)
+  // --compile: the same row, timed through compileStep (captured once, then replayed)
+  const compiledLines: string[] = []
+  const compiled = runBench(['--workloads', 'moons-b256', '--steps', '2', '--compile'], (l) => compiledLines.push(l)).rows[0]
+  expect(compiledLines[0]).toMatch(/compileStep/)
+  expect(compiled).toMatchObject({ workload: 'moons-b256', params: 16496, referenceMs: 7.33 })
+  expect(compiled.trainStepMs).toBeGreaterThan(0)
   expect(() => runBench(['--workloads', 'nope'], () => undefined)).toThrow(/unknown workload/)
   expect(() => runBench(['--device', 'cuda'], () => undefined)).toThrow(/--device cuda/)
 })
