@@ -25,6 +25,7 @@ import { Module } from '../nn/module'
 import { indexSelect } from '../ops'
 import { Adam } from '../optim/adam'
 import { clipGradNorm } from '../optim/clip'
+import { compileStep } from '../framework/compile-step'
 import { Optimizer, readOptions } from '../optim/optimizer'
 import { tidy } from '../scope'
 import { getRngState, setRngState, Tensor } from '../tensor'
@@ -67,6 +68,11 @@ export interface TrainOptions {
   lr?: number
   /** Clip the gradients' total 2-norm to this value before each optimiser step. */
   clipGradNorm?: number
+  /**
+   * Compile the training step with {@link compileStep} (captured at the second step, then replayed with one native
+   * call per step; CUDA graphs on the GPU). The losses and parameters are the eager run's. Default false.
+   */
+  compile?: boolean
   /** Called after every step. */
   onStep?: (info: StepInfo) => void
   /**
@@ -112,7 +118,7 @@ interface TrainState {
 }
 
 const OPTION_NAMES = [
-  'steps', 'batchSize', 'seed', 'transform', 'optimizer', 'lr', 'clipGradNorm', 'onStep', 'progress', 'checkpoint', 'resume',
+  'steps', 'batchSize', 'seed', 'transform', 'optimizer', 'lr', 'clipGradNorm', 'compile', 'onStep', 'progress', 'checkpoint', 'resume',
 ] as const
 
 const isPositiveInteger = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) > 0
@@ -261,6 +267,7 @@ export function train(flow: FlowLike, data: TrainData, options: TrainOptions): T
   if (o.lr !== undefined && !(typeof o.lr === 'number' && Number.isFinite(o.lr) && o.lr > 0)) throw argumentError(fn, 'options.lr', 'a positive finite number', o.lr)
   if (o.clipGradNorm !== undefined && !(typeof o.clipGradNorm === 'number' && o.clipGradNorm > 0 && !Number.isNaN(o.clipGradNorm)))
     throw argumentError(fn, 'options.clipGradNorm', 'a positive number', o.clipGradNorm)
+  if (o.compile !== undefined && typeof o.compile !== 'boolean') throw argumentError(fn, 'options.compile', 'a boolean', o.compile)
   const getParams = (flow as { parameters?: unknown }).parameters
   if (o.optimizer === undefined && typeof getParams !== 'function') throw argumentError(fn, 'flow', 'a module with parameters() (or pass options.optimizer)', flow)
 
@@ -327,6 +334,17 @@ export function train(flow: FlowLike, data: TrainData, options: TrainOptions): T
   }
 
   const params = optimizer.params
+  // One training step on a batch (x and its conditions); compiled, it is captured once and replayed.
+  const stepBody = (x: Tensor, ...c: Tensor[]): Tensor => {
+    const [z, logJacDet] = runFlow(fn, flow, x, c)
+    const l = nllLoss(z, logJacDet)
+    optimizer.zeroGrad()
+    l.backward()
+    if (o.clipGradNorm !== undefined) clipGradNorm(params, o.clipGradNorm)
+    optimizer.step()
+    return l
+  }
+  const compiled = o.compile ? compileStep(stepBody) : null
   const bar = progress === false ? null : new ProgressBar(startStep, steps, progress === true ? {} : progress)
   const losses: number[] = []
   const window: { ms: number; samples: number }[] = []
@@ -337,12 +355,7 @@ export function train(flow: FlowLike, data: TrainData, options: TrainOptions): T
       const { loss, samples } = tidy(() => {
         const batch = sample(step)
         const x = o.transform ? checkLiveTensor(fn, 'the tensor returned by options.transform', o.transform(batch.x, step)) : batch.x
-        const [z, logJacDet] = runFlow(fn, flow, x, batch.c)
-        const l = nllLoss(z, logJacDet)
-        optimizer.zeroGrad()
-        l.backward()
-        if (o.clipGradNorm !== undefined) clipGradNorm(params, o.clipGradNorm)
-        optimizer.step()
+        const l = compiled ? compiled(x, ...batch.c) : stepBody(x, ...batch.c)
         return { loss: l.item(), samples: x.shape[0] }
       })
       losses.push(loss)
@@ -356,6 +369,7 @@ export function train(flow: FlowLike, data: TrainData, options: TrainOptions): T
     }
   } finally {
     bar?.finish()
+    compiled?.release()
     optimizer.zeroGrad()
   }
   return { losses, startStep, step: steps, optimizer, seconds: (performance.now() - started) / 1000 }

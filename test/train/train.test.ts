@@ -84,6 +84,34 @@ describe('train: exact resumption on the CPU', () => {
     x.dispose()
   })
 
+  test('compile: true trains bit-identically to the eager loop, also when resumed, with conditions and a short last batch', () => {
+    manualSeed(2)
+    const x = data.moons(200)
+    const c = randn([200, 3])
+    const opts = { steps: 14, batchSize: 64, lr: 2e-3, clipGradNorm: 5, progress: false as const }
+    const eagerFlow = makeFlow(0, 3)
+    const eager = train(eagerFlow, { x, c }, opts)
+    const compiledFlow = makeFlow(0, 3)
+    const compiled = train(compiledFlow, { x, c }, { ...opts, compile: true })
+    expectIdentical(compiled.losses, eager.losses)
+    expectSameState(compiledFlow, eagerFlow)
+
+    const file = path.join(dir, 'compiled.safetensors')
+    const first = makeFlow(0, 3)
+    const b1 = train(first, { x, c }, { ...opts, steps: 6, compile: true, checkpoint: { path: file, every: 3 } })
+    const resumed = makeFlow(5, 3)
+    const b2 = train(resumed, { x, c }, { ...opts, compile: true, resume: file })
+    expectIdentical([...b1.losses, ...b2.losses], eager.losses)
+    expectSameState(resumed, eagerFlow)
+    expect(() => train(makeFlow(0), x, { steps: 1, compile: 1 as unknown as boolean, progress: false })).toThrow(
+      expect.objectContaining({ code: 'ERR_ARGUMENT' }),
+    )
+    for (const r of [eager, compiled, b1, b2]) r.optimizer.dispose()
+    for (const f of [eagerFlow, compiledFlow, first, resumed]) disposeFlow(f)
+    x.dispose()
+    c.dispose()
+  })
+
   test('a batch function drawing from the global generator: interrupted at step 11, resumed from the step-8 checkpoint', () => {
     const file = path.join(dir, 'function.safetensors')
     const draw = () => data.moons(32)
