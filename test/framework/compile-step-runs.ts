@@ -39,6 +39,8 @@ export interface RunOptions {
   /** a smaller batch every 7th step (a second input signature) */
   ragged?: boolean
   cudaGraphs?: boolean
+  /** SequenceINN.invertibleBackprop */
+  invertible?: boolean
 }
 
 export interface RunResult {
@@ -79,6 +81,7 @@ export function trainRun(o: RunOptions = {}): RunResult {
   try {
     manualSeed(7)
     const flow = makeFlow(o.graph ?? false)
+    if (o.invertible && flow instanceof SequenceINN) flow.invertibleBackprop = true
     flow.to({ device })
     const params = flow.parameters()
     const opt = o.optimizer === 'sgd' ? new optim.SGD(params, { lr: 1e-2, momentum: 0.9 }) : new optim.Adam(params, { lr: 2e-3 })

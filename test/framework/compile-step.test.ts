@@ -18,6 +18,7 @@ describe('compileStep matches eager training', () => {
     ['Adam with a schedule, noise drawn inside the step', { schedule: true, noise: true }],
     ['no warm-up (ActNorm initialises during the capture)', { warmup: 0 }],
     ['a second batch shape', { ragged: true }],
+    ['invertible backprop', { invertible: true, dtype: 'float64' }],
   ]
   test.each(cases)('%s', (_, o) => {
     const eager = trainRun({ ...o, compiled: false })
