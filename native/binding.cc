@@ -78,6 +78,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerOptim(env, exports);
   registerLuConv(env, exports);
   registerCoupling(env, exports);
+  registerActNorm(env, exports);
+  registerLoss(env, exports);
   registerCapture(env, exports);
   return exports;
 }

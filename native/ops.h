@@ -15,5 +15,7 @@ void registerLinalg(Napi::Env env, Napi::Object exports);       // native/cpu/li
 void registerOptim(Napi::Env env, Napi::Object exports);        // native/cpu/optim.cc
 void registerLuConv(Napi::Env env, Napi::Object exports);       // native/cpu/lu_conv.cc
 void registerCoupling(Napi::Env env, Napi::Object exports);     // native/cpu/coupling.cc
+void registerActNorm(Napi::Env env, Napi::Object exports);      // native/cpu/actnorm.cc
+void registerLoss(Napi::Env env, Napi::Object exports);         // native/cpu/loss.cc
 void registerCapture(Napi::Env env, Napi::Object exports);      // native/capture.cc (compiled steps)
 }  // namespace innflow

@@ -20,6 +20,7 @@
 import { withoutCapture } from '../capture'
 import { core } from '../binding'
 import { noGrad } from '../autograd/tape'
+import { actnorm } from '../ops/actnorm'
 import { InnflowError } from '../errors'
 import type { LoadStateDictOptions, LoadStateDictResult, StateDict } from '../nn/module'
 import { getDefaultDtype } from '../dtype'
@@ -50,7 +51,6 @@ export class ActNorm extends InvertibleModule {
   readonly isInitializedBuffer: Tensor
 
   private readonly reduceDims: number[]
-  private readonly nPix: number
 
   constructor(dimsIn: Dims[], opts: ActNormOptions = {}) {
     super(dimsIn, opts)
@@ -64,7 +64,6 @@ export class ActNorm extends InvertibleModule {
     this.loc = this.registerParameter('loc', zeros(shape, { dtype }))
     this.isInitializedBuffer = this.registerBuffer('is_initialized', zeros([], { dtype }))
     this.reduceDims = [0, ...dims.slice(1).map((_, i) => i + 2)]
-    this.nPix = dims.slice(1).reduce((a, b) => a * b, 1)
     if (opts.initData !== undefined) {
       const data = checkTensor('ActNorm', 'initData', opts.initData)
       if (data.ndim !== dims.length + 1 || !sameDims(data.shape.slice(1), dims))
@@ -121,8 +120,8 @@ export class ActNorm extends InvertibleModule {
     if (h.dtype !== this.loc.dtype)
       throw new InnflowError('ERR_DTYPE', `ActNorm: the input is ${h.dtype} but the parameters are ${this.loc.dtype}; convert one (x.to({ dtype }) or module.to({ dtype }))`)
     if (!this.isInitialized) this.initialize(h)
-    const logDet = this.logScale.sum().mul(rev ? this.nPix : -this.nPix).expand([h.shape[0]])
-    const out = rev ? h.mul(this.logScale.exp()).add(this.loc) : h.sub(this.loc).div(this.logScale.exp())
+    // one fused op per direction (lib/ops/actnorm.ts): y and the (batch,) log-det, −/+ nPix·Σ log_scale
+    const [out, logDet] = actnorm(h, this.loc, this.logScale, rev)
     return [[out], logDet]
   }
 

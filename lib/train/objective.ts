@@ -7,6 +7,7 @@
 import { StandardNormal } from '../distributions'
 import { argumentError, InnflowError } from '../errors'
 import { isInvertibleModule } from '../framework/common'
+import { gaussianNll } from '../ops/loss'
 import { Tensor } from '../tensor'
 
 /**
@@ -66,5 +67,31 @@ export function logLikelihood(z: Tensor | Tensor[], logJacDet: Tensor | number):
  * @example const [z, logJacDet] = flow.forward(x); const loss = nllLoss(z, logJacDet)
  */
 export function nllLoss(z: Tensor | Tensor[], logJacDet: Tensor | number): Tensor {
+  const zs = Array.isArray(z) ? z : [z]
+  if (fusable(zs, logJacDet)) {
+    // one native pass per latent (lib/ops/loss.ts): the mean of ½‖z‖² + (D/2)·log 2π − logJacDet, the further
+    // latents without the log-det term; equal to the composition below up to rounding
+    let loss = gaussianNll(zs[0], logJacDet)
+    for (let i = 1; i < zs.length; i++) loss = loss.add(gaussianNll(zs[i], null))
+    return loss
+  }
   return logLikelihood(z, logJacDet).mean().neg()
+}
+
+/**
+ * True when the fused gaussianNll computes nllLoss: every latent is (B, ...) with positive event dimensions (what
+ * latentFor accepts), all of one batch size, dtype and device, and logJacDet is a (B,) tensor of the same. Anything
+ * else (a number or broadcast log-det, mixed dtypes, a malformed latent) takes the composed path, which
+ * broadcasts or explains the error as before.
+ */
+function fusable(zs: Tensor[], logJacDet: Tensor | number): logJacDet is Tensor {
+  if (zs.length === 0 || !(logJacDet instanceof Tensor)) return false
+  const z0 = zs[0]
+  for (const t of zs) {
+    if (!(t instanceof Tensor) || t.isDisposed) return false
+    if (t.ndim < 2 || t.shape.slice(1).some((d) => d === 0)) return false
+    if (t.shape[0] !== z0.shape[0] || t.dtype !== z0.dtype || t.device !== z0.device) return false
+  }
+  if (logJacDet.isDisposed) return false
+  return logJacDet.ndim === 1 && logJacDet.shape[0] === z0.shape[0] && logJacDet.dtype === z0.dtype && logJacDet.device === z0.device
 }
