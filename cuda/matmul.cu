@@ -7,8 +7,14 @@
 // broadcastMid(v: [mid], y: [outer, mid, inner])                     y[o, m, i] = v[m]
 // sumOuterInner(x: [outer, mid, inner], out: [mid])                  out[m] (+)= Σ_{o,i} x[o, m, i]
 // setMathMode(0 | 1 | 2)                                             float32 GEMM arithmetic: fp32 | TF32 | bf16
+// linearActivation(x: [rows, in], w: [out, in], bias: [out] | -, y: [rows, out])  y = act(x·wᵀ + bias)
+// activationGrad(g, y, gz: [n])                                      gz = g·act'(z) from y = act(z)
 #include <algorithm>
 #include <climits>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <vector>
 
 #include "common.cuh"
@@ -383,6 +389,195 @@ int sumOuterInner(int dtype, const void* x, int64_t outer, int64_t mid, int64_t 
   });
 }
 
+// ---------------------------------------------------------------------------------------------- linear + activation
+//
+// Row-major y = x·wᵀ + b (rows × out) is column-major yᵀ = W·xᵀ + b (out × rows): the row-major w (out × in) read
+// column-major is wᵀ (in × out, ld in), taken transposed (op A = T); x read column-major is xᵀ (in × rows, ld in),
+// taken as is; the bias is per row of yᵀ, which is what cuBLASLt's BIAS epilogue adds (a vector of m = out values).
+// relu rides in the epilogue too (RELU_BIAS / RELU); tanh, which cuBLASLt has no epilogue for, is a kernel after
+// the BIAS epilogue. Where cuBLASLt offers no algorithm for the dtype, sizes and pointers (float64 epilogues on
+// some releases, no input features, a misaligned bias), the bias rows, gemm and activation kernel run instead.
+
+__device__ inline float actTanh(float v) { return tanhf(v); }
+__device__ inline double actTanh(double v) { return tanh(v); }
+
+// y: [n] in place — y = act(y) (relu: y > 0 ? y : 0, tanh).
+template <class T>
+__global__ void activationKernel(T* y, int64_t n, int act) {
+  INNFLOW_GRID_STRIDE(i, n) {
+    const T v = y[i];
+    y[i] = act == INNFLOW_ACT_RELU ? (v > T(0) ? v : T(0)) : actTanh(v);
+  }
+}
+
+// g, y, gz: [n] — gz = g where y > 0 (relu), g·(1 − y²) (tanh), g (none).
+template <class T>
+__global__ void activationGradKernel(const T* g, const T* y, T* gz, int64_t n, int act) {
+  INNFLOW_GRID_STRIDE(i, n) {
+    const T gi = g[i], yi = y[i];
+    gz[i] = act == INNFLOW_ACT_RELU ? (yi > T(0) ? gi : T(0)) : act == INNFLOW_ACT_TANH ? gi * (T(1) - yi * yi) : gi;
+  }
+}
+
+template <class T>
+int applyActivation(T* y, int64_t n, int act) {
+  if (act == INNFLOW_ACT_NONE || n <= 0) return INNFLOW_CUDA_OK;
+  activationKernel<T><<<gridFor(n), kBlock, 0, stream()>>>(y, n, act);
+  INNFLOW_LAUNCHED("linear (activation)");
+  return INNFLOW_CUDA_OK;
+}
+
+// The largest power of two (up to 256) that the address is a multiple of.
+uint32_t alignmentOf(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t al = 1;
+  while (al < 256 && a % (al * 2) == 0) al *= 2;
+  return al;
+}
+
+// The cuBLASLt descriptors of one call, destroyed on every return.
+struct LtDescs {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~LtDescs() {
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+// The heuristic's choice for a problem (or that there was none), kept: the heuristic costs more host time than
+// the descriptors, and a captured step replays the same problem.
+using LtKey = std::tuple<int, int, int, bool, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
+struct LtChoice {
+  bool found;
+  cublasLtMatmulAlgo_t algo;
+};
+std::mutex gLtMutex;
+std::map<LtKey, LtChoice> gLtChoices;
+
+// y = act(x·wᵀ + bias) through one cuBLASLt matmul with the epilogue; *done = false (nothing run) when cuBLASLt
+// has no algorithm for it.
+template <class T>
+int ltLinear(int act, const T* x, const T* w, const T* bias, int64_t rows, int64_t in, int64_t out, T* y,
+             bool* done) {
+  *done = false;
+  constexpr bool f64 = std::is_same<T, double>::value;
+  const cudaDataType_t dataType = f64 ? CUDA_R_64F : CUDA_R_32F;
+  // setMatmulPrecision, as gemm: float32 'highest' is full float32 (no TF32), 'high' TF32, 'medium' bfloat16
+  const cublasComputeType_t compute = f64 ? CUBLAS_COMPUTE_64F
+                                      : gMathMode == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                      : gMathMode == 2 ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                                       : CUBLAS_COMPUTE_32F;
+  const bool relu = act == INNFLOW_ACT_RELU;
+  const cublasLtEpilogue_t epilogue = bias ? (relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
+                                           : (relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
+  const uint32_t alX = alignmentOf(x), alW = alignmentOf(w), alY = alignmentOf(y);
+
+  LtDescs d;
+  INNFLOW_CUBLAS_TRY(cublasLtMatmulDescCreate(&d.op, compute, dataType));
+  const cublasOperation_t opA = CUBLAS_OP_T, opB = CUBLAS_OP_N;
+  INNFLOW_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof(opA)));
+  INNFLOW_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof(opB)));
+  INNFLOW_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  if (bias) {
+    const void* bp = bias;
+    INNFLOW_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof(bp)));
+  }
+  INNFLOW_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&d.a, dataType, uint64_t(in), uint64_t(out), in));
+  INNFLOW_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&d.b, dataType, uint64_t(in), uint64_t(rows), in));
+  INNFLOW_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&d.c, dataType, uint64_t(out), uint64_t(rows), out));
+
+  const LtKey key{int(sizeof(T)), int(compute), int(epilogue), bias != nullptr, rows, in, out, alX, alW, alY};
+  LtChoice choice{};
+  bool known = false;
+  {
+    std::lock_guard<std::mutex> lock(gLtMutex);
+    auto it = gLtChoices.find(key);
+    if (it != gLtChoices.end()) {
+      choice = it->second;
+      known = true;
+    }
+  }
+  if (!known) {
+    INNFLOW_CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&d.pref));
+    const uint64_t ws = cublasLtWorkspaceBytes();
+    INNFLOW_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                                            sizeof(ws)));
+    INNFLOW_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alW,
+                                                            sizeof(alW)));
+    INNFLOW_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alX,
+                                                            sizeof(alX)));
+    INNFLOW_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alY,
+                                                            sizeof(alY)));
+    INNFLOW_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alY,
+                                                            sizeof(alY)));
+    cublasLtMatmulHeuristicResult_t result;
+    std::memset(&result, 0, sizeof(result));
+    int count = 0;
+    const cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(cublasLt(), d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result, &count);
+    // NOT_SUPPORTED (or no result): this combination has no kernel; the caller falls back
+    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) INNFLOW_CUBLAS_TRY(st);
+    choice.found = st == CUBLAS_STATUS_SUCCESS && count > 0 && result.state == CUBLAS_STATUS_SUCCESS;
+    if (choice.found) choice.algo = result.algo;
+    std::lock_guard<std::mutex> lock(gLtMutex);
+    gLtChoices[key] = choice;
+  }
+  if (!choice.found) return INNFLOW_CUDA_OK;
+  const T alpha = T(1), beta = T(0);
+  INNFLOW_CUBLAS_TRY(cublasLtMatmul(cublasLt(), d.op, &alpha, w, d.a, x, d.b, &beta, y, d.c, y, d.c, &choice.algo,
+                                    cublasLtWorkspace(), cublasLtWorkspaceBytes(), stream()));
+  *done = true;
+  return INNFLOW_CUDA_OK;
+}
+
+template <class T>
+int linearActivationT(int act, const T* x, const T* w, const T* bias, int64_t rows, int64_t in, int64_t out, T* y) {
+  if (rows <= 0 || out <= 0) return INNFLOW_CUDA_OK;
+  // cuBLASLt wants k ≥ 1; the bias vector 16-byte aligned to be safe with every kernel
+  const bool tryLt = in > 0 && (!bias || alignmentOf(bias) >= 16);
+  if (tryLt) {
+    bool done = false;
+    INNFLOW_STATUS_TRY(ltLinear<T>(act, x, w, bias, rows, in, out, y, &done));
+    if (done) return act == INNFLOW_ACT_TANH ? applyActivation<T>(y, rows * out, act) : INNFLOW_CUDA_OK;
+  }
+  // bias rows, the GEMM onto them (beta = 1), then the activation: the unfused path's arithmetic
+  if (bias) {
+    broadcastMidKernel<T><<<gridFor(rows * out), kBlock, 0, stream()>>>(bias, out, 1, rows * out, y);
+    INNFLOW_LAUNCHED("linear (bias rows)");
+  }
+  INNFLOW_STATUS_TRY(gemmT<T>(false, true, rows, out, in, T(1), x, in, 0, w, in, 0, bias ? T(1) : T(0), y, out, 0, 1));
+  return applyActivation<T>(y, rows * out, act);
+}
+
+int linearActivation(int dtype, int act, const void* x, const void* w, const void* bias, int64_t rows, int64_t in,
+                     int64_t out, void* y) {
+  if (act < 0 || act >= INNFLOW_ACT_COUNT)
+    return recordError(INNFLOW_CUDA_BAD_ARGUMENT, "linear: unknown activation code %d", act);
+  return withDtype(dtype, [&](auto tag) -> int {
+    using T = decltype(tag);
+    return linearActivationT<T>(act, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias),
+                                rows, in, out, static_cast<T*>(y));
+  });
+}
+
+int activationGrad(int dtype, int act, const void* g, const void* y, int64_t n, void* gz) {
+  if (act < 0 || act >= INNFLOW_ACT_COUNT)
+    return recordError(INNFLOW_CUDA_BAD_ARGUMENT, "linear backward: unknown activation code %d", act);
+  if (n <= 0) return INNFLOW_CUDA_OK;
+  return withDtype(dtype, [&](auto tag) -> int {
+    using T = decltype(tag);
+    activationGradKernel<T><<<gridFor(n), kBlock, 0, stream()>>>(static_cast<const T*>(g), static_cast<const T*>(y),
+                                                                 static_cast<T*>(gz), n, act);
+    INNFLOW_LAUNCHED("linear backward (activation gradient)");
+    return INNFLOW_CUDA_OK;
+  });
+}
+
 // ---------------------------------------------------------------------------------------------- math mode
 
 int setMathMode(int mode) {
@@ -396,6 +591,7 @@ int setMathMode(int mode) {
 }  // namespace
 
 extern "C" const InnflowCudaMatmul* innflow_cuda_matmul(void) {
-  static const InnflowCudaMatmul table = {gemm, batchedMatmul, broadcastMid, sumOuterInner, setMathMode};
+  static const InnflowCudaMatmul table = {gemm,        batchedMatmul,    broadcastMid,  sumOuterInner,
+                                          setMathMode, linearActivation, activationGrad};
   return &table;
 }

@@ -7,6 +7,12 @@
 extern "C" {
 #endif
 
+// The activations linear can apply in its epilogue (linearActivation, activationGrad).
+#define INNFLOW_ACT_NONE 0
+#define INNFLOW_ACT_RELU 1
+#define INNFLOW_ACT_TANH 2
+#define INNFLOW_ACT_COUNT 3
+
 typedef struct {
   // Row-major, strided-batched: for b in [0, batch): C_b = alpha · op(A_b) · op(B_b) + beta · C_b, with
   // op(X) = X or Xᵀ, A_b = A + b·strideA (elements), op(A) M×K, op(B) K×N, lda/ldb/ldc row strides.
@@ -39,6 +45,17 @@ typedef struct {
   // The arithmetic of float32 GEMMs (gemm and everything built on it): 0 'highest' (full float32, the
   // default), 1 'high' (TF32 tensor cores), 2 'medium' (bfloat16 tensor cores). float64 is never affected.
   int (*setMathMode)(int mode);
+
+  // x: [rows, in], w: [out, in], bias: [out] | NULL, y: [rows, out] (row-major, contiguous) —
+  // y = act(x·wᵀ + bias), act an INNFLOW_ACT_* code. One cuBLASLt matmul with the bias (and relu) in its
+  // epilogue where cuBLASLt offers one for the dtype and pointers; otherwise bias rows, gemm, activation kernel.
+  // Follows setMathMode for float32.
+  int (*linearActivation)(int dtype, int act, const void* x, const void* w, const void* bias, int64_t rows,
+                          int64_t in, int64_t out, void* y);
+
+  // g, y, gz: [n] — gz = g·act'(z) written from the activation's output y = act(z): relu g where y > 0 (else 0),
+  // tanh g·(1 − y²), none g.
+  int (*activationGrad)(int dtype, int act, const void* g, const void* y, int64_t n, void* gz);
 } InnflowCudaMatmul;
 
 const InnflowCudaMatmul* innflow_cuda_matmul(void);

@@ -4,9 +4,14 @@
 //     (torch.matmul: a 1-D a is read as [1, K] and a 1-D b as [K, 1]; the added dimension is dropped from c)
 // matmulBackward(g: c's shape, a, b, needA, needB)     -> [ga: a's shape | null, gb: b's shape | null]
 //     ga = g·bᵀ and gb = aᵀ·g, summed over the batch dimensions that broadcasting stretched
-// linear(x: [*, I], w: [O, I], bias: [O] | null)       -> y: [*, O]              y = x·wᵀ + bias
+// linear(x: [*, I], w: [O, I], bias: [O] | null, activation?: 'none' | 'relu' | 'tanh')
+//                                                       -> y: [*, O]              y = act(x·wᵀ + bias)
 // linearBackward(g: [*, O], x, w, needX, needW, needBias)
 //                                                       -> [gx: [*, I] | null, gw: [O, I] | null, gbias: [O] | null]
+// linearActivationBackward(g: [*, O], y: [*, O], x, w, activation, needX, needW, needBias)
+//                                                       -> [gx | null, gw | null, gbias | null]
+//     the backward of linear with an activation, from its output y: gz = g·act'(z) (relu: g where y > 0; tanh:
+//     g·(1 − y²)), then linearBackward's products of gz
 // setGemmBackend(name: 'builtin' | 'openblas')          (ERR_ARGUMENT for 'openblas' when not compiled in)
 // setMatmulPrecision('highest' | 'high' | 'medium')     float32 GEMM arithmetic on the GPU (fp32 | TF32 | bf16)
 // getGemmBackend()                                     -> 'builtin' | 'openblas'
@@ -40,6 +45,7 @@
 #include "../cuda.h"
 #include "../ops.h"
 #include "../parallel.h"
+#include "fast_math.h"
 #include "kernels.h"
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -916,7 +922,49 @@ LinearDims linearDims(const Tensor& x, const Tensor& w, const Tensor* bias) {
   return d;
 }
 
-Tensor linearForward(const Tensor& x, const Tensor& w, const Tensor* biasArg) {
+enum Activation : int { A_NONE = INNFLOW_ACT_NONE, A_RELU = INNFLOW_ACT_RELU, A_TANH = INNFLOW_ACT_TANH };
+const char* const kActivationNames[INNFLOW_ACT_COUNT] = {"none", "relu", "tanh"};
+
+int activationArg(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsUndefined() || info[i].IsNull()) return A_NONE;
+  if (!info[i].IsString()) fail("ERR_ARGUMENT", "linear: activation must be 'none', 'relu' or 'tanh'");
+  const std::string name = info[i].As<Napi::String>().Utf8Value();
+  for (int a = 0; a < INNFLOW_ACT_COUNT; a++)
+    if (name == kActivationNames[a]) return a;
+  fail("ERR_ARGUMENT", "linear: activation must be 'none', 'relu' or 'tanh', got '" + name + "'");
+  return A_NONE;
+}
+
+// y: [n] in place — y = act(y), with the elementwise family's formulas (relu: y > 0 ? y : 0, tanh: tanhOf), so
+// that linear with an activation equals linear followed by the activation op bit for bit. Compiled for AVX2 and
+// baseline x86-64 as the elementwise loops are (no fused multiply-adds either way).
+template <class T, int ACT>
+__attribute__((noinline, target_clones("avx2", "default"))) void activationLoop(T* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const T v = y[i];
+    y[i] = ACT == A_RELU ? (v > 0 ? v : T(0)) : tanhOf(v);
+  }
+}
+
+// g, y, gz: [n] — gz = g·act'(z) from y = act(z): relu g where y > 0 (y > 0 exactly where z > 0), tanh g·(1 − y²);
+// the elementwise family's relu and tanh gradients, written the same way.
+template <class T, int ACT>
+__attribute__((noinline, target_clones("avx2", "default"))) void activationGradLoop(const T* __restrict g,
+                                                                                   const T* __restrict y,
+                                                                                   T* __restrict gz, int64_t n) {
+  for (int64_t i = 0; i < n; i++) gz[i] = ACT == A_RELU ? (y[i] > T(0) ? g[i] : T(0)) : g[i] * (T(1) - y[i] * y[i]);
+}
+
+// Rows of n values each, split over the pool when there are more than ~256k values (the elementwise grain).
+template <class F>
+void overRows(int64_t rows, int64_t n, F&& f) {
+  parallelFor(rows, std::max<int64_t>(1, 262144 / std::max<int64_t>(n, 1)), [&](int64_t r0, int64_t r1) { f(r0, r1); });
+}
+
+// x: [rows, in], w: [O, in], bias: [O] | none, y: [rows, O] — y = act(x·wᵀ + bias). The bias rides in C (every row
+// starts as the bias and the GEMM adds x·wᵀ onto it, beta = 1); the activation then runs over each block of rows
+// in one pass. On the GPU: one cuBLASLt matmul with the bias and relu in its epilogue (cuda/matmul.cu).
+Tensor linearForward(const Tensor& x, const Tensor& w, const Tensor* biasArg, int act = A_NONE) {
   const LinearDims d = linearDims(x, w, biasArg);
   requireSameDevice(x, w, "linear");
   if (biasArg) requireSameDevice(x, *biasArg, "linear");
@@ -924,9 +972,15 @@ Tensor linearForward(const Tensor& x, const Tensor& w, const Tensor* biasArg) {
   if (y.numel() == 0) return y;
   const bool hasBias = biasArg != nullptr;
   Tensor bias = hasBias ? *biasArg : Tensor();
-  launch(x.device(), [x, w, y, bias, hasBias, rows = d.rows, in = d.in, O = d.out] {
+  launch(x.device(), [x, w, y, bias, hasBias, act, rows = d.rows, in = d.in, O = d.out] {
     if (x.onCuda()) {
       const int dt = cudaDtype(x.dtype);
+      if (act != A_NONE) {
+        cudaCheck(cudaMatmul().linearActivation(dt, act, x.raw(), w.raw(), hasBias ? bias.raw() : nullptr, rows, in, O,
+                                                y.raw()),
+                  "linear");
+        return;
+      }
       // the bias rides in C, as on the CPU: every row starts as the bias and the GEMM adds x·wᵀ onto it
       if (hasBias) cudaCheck(cudaMatmul().broadcastMid(dt, bias.raw(), rows, O, 1, y.raw()), "linear");
       cudaCheck(cudaMatmul().gemm(dt, 0, 1, rows, O, in, 1.0, x.raw(), in, 0, w.raw(), in, 0, hasBias ? 1.0 : 0.0,
@@ -940,11 +994,15 @@ Tensor linearForward(const Tensor& x, const Tensor& w, const Tensor* biasArg) {
         // the bias rides in C: every row starts as the bias and the GEMM adds x·wᵀ onto it (beta = 1)
         const T* bv = bias.data<T>();
         // (pool wake-ups cost tens of µs on small machines: below 256k values the copy stays on this thread)
-        parallelFor(rows, std::max<int64_t>(1, 262144 / std::max<int64_t>(O, 1)), [&](int64_t r0, int64_t r1) {
+        overRows(rows, O, [&](int64_t r0, int64_t r1) {
           for (int64_t r = r0; r < r1; r++) std::memcpy(Y + r * O, bv, size_t(O) * sizeof(T));
         });
       }
       gemm<T>(false, true, rows, O, in, T(1), x.data<T>(), in, w.data<T>(), in, hasBias ? T(1) : T(0), Y, O);
+      if (act == A_RELU)
+        overRows(rows, O, [&](int64_t r0, int64_t r1) { activationLoop<T, A_RELU>(Y + r0 * O, (r1 - r0) * O); });
+      else if (act == A_TANH)
+        overRows(rows, O, [&](int64_t r0, int64_t r1) { activationLoop<T, A_TANH>(Y + r0 * O, (r1 - r0) * O); });
     });
   });
   return y;
@@ -976,14 +1034,38 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   const Tensor& w = tensorArg(info, 1, "weight");
   const Tensor* bias = info.Length() > 2 && !info[2].IsNull() && !info[2].IsUndefined() ? &tensorArg(info, 2, "bias")
                                                                                       : nullptr;
-  return wrap(info.Env(), linearForward(x, w, bias));
+  const int act = activationArg(info, 3);
+  return wrap(info.Env(), linearForward(x, w, bias, act));
 }
 
-Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
-  const Tensor& g = tensorArg(info, 0, "g");
-  const Tensor& x = tensorArg(info, 1, "x");
-  const Tensor& w = tensorArg(info, 2, "weight");
-  const bool needX = boolArg(info, 3, "needX"), needW = boolArg(info, 4, "needW"), needB = boolArg(info, 5, "needBias");
+// The products of linear's backward from the gradient G of its pre-activation output (R×O):
+// gx = G·w (R×O · O×I); gw = Gᵀ·x (O×R · R×I); gbias = Σ_rows G. Run inside a kernel; the outputs are allocated by
+// the entry point.
+void linearProducts(const Tensor& G, const Tensor& x, const Tensor& w, const Tensor& gx, const Tensor& gw,
+                    const Tensor& gb, bool needX, bool needW, bool needB, int64_t rows, int64_t in, int64_t O) {
+  if (x.onCuda()) {
+    const int dt = cudaDtype(x.dtype);
+    const InnflowCudaMatmul& mm = cudaMatmul();
+    // the same products as below; gbias = Σ_rows g with float32 summed in double
+    if (needX)
+      cudaCheck(mm.gemm(dt, 0, 0, rows, in, O, 1.0, G.raw(), O, 0, w.raw(), in, 0, 0.0, gx.raw(), in, 0, 1),
+                "linear backward");
+    if (needW)
+      cudaCheck(mm.gemm(dt, 1, 0, O, in, rows, 1.0, G.raw(), O, 0, x.raw(), in, 0, 0.0, gw.raw(), in, 0, 1),
+                "linear backward");
+    if (needB) cudaCheck(mm.sumOuterInner(dt, G.raw(), rows, O, 1, gb.raw(), 0), "linear backward");
+    return;
+  }
+  INNFLOW_DISPATCH(x.dtype, T, {
+    const T* g = G.data<T>();
+    if (needX) gemm<T>(false, false, rows, in, O, T(1), g, O, w.data<T>(), in, T(0), gx.data<T>(), in);
+    if (needW) gemm<T>(true, false, O, in, rows, T(1), g, O, x.data<T>(), in, T(0), gw.data<T>(), in);
+    if (needB) columnSums<T>(g, rows, O, gb.data<T>());
+  });
+}
+
+// The checks both backward entry points make on g, x and w.
+LinearDims linearBackwardDims(const Tensor& g, const Tensor& x, const Tensor& w) {
   const LinearDims d = linearDims(x, w, nullptr);
   requireSameDtype(g, x, "linear backward");
   if (g.shape != d.yShape)
@@ -991,38 +1073,76 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
                           shapeString(d.yShape));
   requireSameDevice(x, w, "linear backward");
   requireSameDevice(g, x, "linear backward");
+  return d;
+}
+
+Napi::Value wrapGrads(Napi::Env env, bool needX, bool needW, bool needB, Tensor* gx, Tensor* gw, Tensor* gb) {
+  Napi::Array out = Napi::Array::New(env, 3);
+  out.Set(0u, wrapOrNull(env, needX ? gx : nullptr));
+  out.Set(1u, wrapOrNull(env, needW ? gw : nullptr));
+  out.Set(2u, wrapOrNull(env, needB ? gb : nullptr));
+  return out;
+}
+
+Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
+  const Tensor& g = tensorArg(info, 0, "g");
+  const Tensor& x = tensorArg(info, 1, "x");
+  const Tensor& w = tensorArg(info, 2, "weight");
+  const bool needX = boolArg(info, 3, "needX"), needW = boolArg(info, 4, "needW"), needB = boolArg(info, 5, "needBias");
+  const LinearDims d = linearBackwardDims(g, x, w);
   Tensor gx, gw, gb;
   if (needX) gx = emptyLike(x.shape, x.dtype, x);
   if (needW) gw = emptyLike(w.shape, w.dtype, w);
   if (needB) gb = emptyLike({d.out}, x.dtype, x);
   if (needX || needW || needB)
     launch(x.device(), [g, x, w, gx, gw, gb, needX, needW, needB, rows = d.rows, in = d.in, O = d.out] {
-      if (x.onCuda()) {
-        const int dt = cudaDtype(x.dtype);
-        const InnflowCudaMatmul& mm = cudaMatmul();
-        // the same products as below; gbias = Σ_rows g with float32 summed in double
-        if (needX)
-          cudaCheck(mm.gemm(dt, 0, 0, rows, in, O, 1.0, g.raw(), O, 0, w.raw(), in, 0, 0.0, gx.raw(), in, 0, 1),
-                    "linear backward");
-        if (needW)
-          cudaCheck(mm.gemm(dt, 1, 0, O, in, rows, 1.0, g.raw(), O, 0, x.raw(), in, 0, 0.0, gw.raw(), in, 0, 1),
-                    "linear backward");
-        if (needB) cudaCheck(mm.sumOuterInner(dt, g.raw(), rows, O, 1, gb.raw(), 0), "linear backward");
-        return;
-      }
-      INNFLOW_DISPATCH(x.dtype, T, {
-        const T* G = g.data<T>();
-        // gx = g·w (R×O · O×I); gw = gᵀ·x (O×R · R×I); gbias = Σ_rows g
-        if (needX) gemm<T>(false, false, rows, in, O, T(1), G, O, w.data<T>(), in, T(0), gx.data<T>(), in);
-        if (needW) gemm<T>(true, false, O, in, rows, T(1), G, O, x.data<T>(), in, T(0), gw.data<T>(), in);
-        if (needB) columnSums<T>(G, rows, O, gb.data<T>());
-      });
+      linearProducts(g, x, w, gx, gw, gb, needX, needW, needB, rows, in, O);
     });
-  Napi::Array out = Napi::Array::New(info.Env(), 3);
-  out.Set(0u, wrapOrNull(info.Env(), needX ? &gx : nullptr));
-  out.Set(1u, wrapOrNull(info.Env(), needW ? &gw : nullptr));
-  out.Set(2u, wrapOrNull(info.Env(), needB ? &gb : nullptr));
-  return out;
+  return wrapGrads(info.Env(), needX, needW, needB, &gx, &gw, &gb);
+}
+
+// g, y: [rows, O] (y = act(x·wᵀ + b), linear's output), x: [rows, I], w: [O, I] — gz = g·act'(z) into a buffer made
+// here (none: g itself), then linearBackward's products of gz, all in one kernel.
+Napi::Value LinearActivationBackward(const Napi::CallbackInfo& info) {
+  const Tensor& g = tensorArg(info, 0, "g");
+  const Tensor& y = tensorArg(info, 1, "y");
+  const Tensor& x = tensorArg(info, 2, "x");
+  const Tensor& w = tensorArg(info, 3, "weight");
+  const int act = activationArg(info, 4);
+  const bool needX = boolArg(info, 5, "needX"), needW = boolArg(info, 6, "needW"), needB = boolArg(info, 7, "needBias");
+  const LinearDims d = linearBackwardDims(g, x, w);
+  requireSameDtype(y, x, "linear backward");
+  if (y.shape != d.yShape)
+    fail("ERR_SHAPE", "linear backward: output shape " + shapeString(y.shape) + " differs from " +
+                          shapeString(d.yShape));
+  requireSameDevice(y, x, "linear backward");
+  Tensor gx, gw, gb;
+  if (needX) gx = emptyLike(x.shape, x.dtype, x);
+  if (needW) gw = emptyLike(w.shape, w.dtype, w);
+  if (needB) gb = emptyLike({d.out}, x.dtype, x);
+  if (needX || needW || needB) {
+    const Tensor gz = act == A_NONE ? g : emptyLike(g.shape, g.dtype, g);
+    launch(x.device(), [g, y, x, w, gz, gx, gw, gb, act, needX, needW, needB, rows = d.rows, in = d.in, O = d.out] {
+      if (act != A_NONE) {
+        if (x.onCuda()) {
+          cudaCheck(cudaMatmul().activationGrad(cudaDtype(x.dtype), act, g.raw(), y.raw(), rows * O, gz.raw()),
+                    "linear backward");
+        } else {
+          INNFLOW_DISPATCH(x.dtype, T, {
+            const T* G = g.data<T>();
+            const T* Y = y.data<T>();
+            T* GZ = gz.data<T>();
+            overRows(rows, O, [&](int64_t r0, int64_t r1) {
+              if (act == A_RELU) activationGradLoop<T, A_RELU>(G + r0 * O, Y + r0 * O, GZ + r0 * O, (r1 - r0) * O);
+              else activationGradLoop<T, A_TANH>(G + r0 * O, Y + r0 * O, GZ + r0 * O, (r1 - r0) * O);
+            });
+          });
+        }
+      }
+      linearProducts(gz, x, w, gx, gw, gb, needX, needW, needB, rows, in, O);
+    });
+  }
+  return wrapGrads(info.Env(), needX, needW, needB, &gx, &gw, &gb);
 }
 
 // ======================================================================================== backend selection
@@ -1100,6 +1220,7 @@ void registerMatmul(Napi::Env env, Napi::Object exports) {
   defineFunction(env, exports, "matmulBackward", MatmulBackward);
   defineFunction(env, exports, "linear", Linear);
   defineFunction(env, exports, "linearBackward", LinearBackward);
+  defineFunction(env, exports, "linearActivationBackward", LinearActivationBackward);
   defineFunction(env, exports, "setGemmBackend", SetGemmBackend);
   defineFunction(env, exports, "getGemmBackend", GetGemmBackend);
   defineFunction(env, exports, "setGemmKernel", SetGemmKernel);
