@@ -133,6 +133,7 @@ function runWorkload(w: Workload, device: string, precision: string, steps: numb
     if (device === 'cpu') peak = Math.max(peak, memory().peakBytes)
   }
   for (let i = 0; i < 5; i++) step()
+  peak = 0 // the timed steps' peak (a compiled step's capture, during warm-up, holds more)
   const trainStepMs = timeIt(step, steps)
   compiled?.release()
   const z = tidy(() => noGrad(() => forward(batchData.x)[0]))

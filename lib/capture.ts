@@ -26,12 +26,16 @@ export interface ProgramInfo {
   cudaKernels: number
   /** CUDA graphs made so far (at the first replay) */
   graphs: number
+  /** bytes of the step's intermediate tensors that the memory plan placed in a shared arena */
+  plannedBytes: number
+  /** bytes of that arena: tensors whose lifetimes do not overlap share memory */
+  arenaBytes: number
 }
 
 /** @internal */
 export interface CaptureBinding {
   captureBegin(): void
-  captureEnd(useGraphs: boolean): NativeProgram
+  captureEnd(useGraphs: boolean, planMemory?: boolean): NativeProgram
   captureAbort(): void
   isCapturing(): boolean
   capturePause(): void

@@ -1,17 +1,21 @@
 // Programs: the kernels of one captured training step, replayed with one native call (see capture.h).
 //
 // captureBegin()                 starts keeping kernels (ERR_CAPTURE if a capture is already running)
-// captureEnd(useGraphs) -> prog  stops and returns the Program (an external)
+// captureEnd(useGraphs, planMemory) -> prog
+//                                stops and returns the Program (an external); with planMemory, storages made during
+//                                the capture that only the Program can reach share one arena by lifetime
 // captureAbort()                 stops and discards what was kept
 // isCapturing() -> boolean
 // capturePause() / captureResume()  ops in between run but are not kept (state made once: optimiser moments,
 //                                   ActNorm's data-dependent initialisation); pauses nest
 // runProgram(prog)               replays every kept kernel in order
-// programInfo(prog) -> { kernels, dynamicKernels, cudaKernels, graphs }
+// programInfo(prog) -> { kernels, dynamicKernels, cudaKernels, graphs, plannedBytes, arenaBytes }
 // releaseProgram(prog)           frees the Program's kernels (and the tensors they own) now, not at GC
 // setSlot(slot, values)          overwrites a ScalarSlot's values (same length)
 #include "capture.h"
 
+#include <algorithm>
+#include <mutex>
 #include <string>
 
 #include "cuda.h"
@@ -55,6 +59,8 @@ const GraphApi& graphApi() {
 
 struct Program {
   std::vector<Kernel> kernels;
+  std::vector<std::weak_ptr<Storage>> allocations;  // made while capturing: the memory plan's candidates
+  size_t plannedBytes = 0, arenaBytes = 0;
   bool useGraphs = true;
   bool planned = false;
   bool released = false;
@@ -140,6 +146,55 @@ struct Program {
 // The Program being captured (one at a time: JavaScript runs the step function on one thread).
 std::unique_ptr<Program> current;
 int pauses = 0;
+int64_t tracedKernel = -1;  // the index of the kept kernel running now, -1 outside kernels
+std::mutex traceMutex;
+
+void updateTracing() { gTraceAccesses = current && pauses == 0; }
+
+// The memory plan. Candidates are the storages made while capturing that are still alive, held by no JavaScript
+// handle, touched by at least one kept kernel and never touched outside one (a storage filled at an entry point, such
+// as a constant's pristine copy, carries values from capture into every replay). Each lives from the first to the last
+// kernel that touches it; storages whose lifetimes do not overlap share memory in one arena per device (first fit by
+// offset, in order of first use). Kernels read their tensors' addresses when they run, so moving a storage is
+// invisible to them; a kernel that took an address before it ran would have touched the storage outside a kernel,
+// which pins it.
+void planMemory(Program& p) {
+  struct Item {
+    std::shared_ptr<Storage> s;
+    size_t size;
+    int64_t first, last;
+    size_t offset;
+  };
+  for (Device device : {Device::CPU, Device::CUDA}) {
+    std::vector<Item> items;
+    for (auto& w : p.allocations) {
+      std::shared_ptr<Storage> s = w.lock();
+      if (!s || s->device != device || s->arena || s->handles > 0 || s->plan.pinned || s->plan.first < 0) continue;
+      items.push_back(Item{s, (s->bytes + 255) / 256 * 256, s->plan.first, s->plan.last, 0});
+    }
+    if (items.empty()) continue;
+    std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.first < b.first; });
+    std::vector<const Item*> live;  // placed items still alive, sorted by offset
+    size_t total = 0;
+    for (Item& it : items) {
+      live.erase(std::remove_if(live.begin(), live.end(), [&](const Item* q) { return q->last < it.first; }), live.end());
+      size_t offset = 0;
+      for (const Item* q : live) {
+        if (q->offset >= offset + it.size) break;
+        offset = std::max(offset, q->offset + q->size);
+      }
+      it.offset = offset;
+      live.insert(std::upper_bound(live.begin(), live.end(), offset, [](size_t o, const Item* q) { return o < q->offset; }), &it);
+      total = std::max(total, offset + it.size);
+    }
+    std::shared_ptr<void> arena = makeArena(total, device);
+    for (Item& it : items) {
+      p.plannedBytes += it.s->bytes;
+      moveIntoArena(*it.s, arena, it.offset);
+    }
+    p.arenaBytes += total;
+  }
+}
 
 Program* programArg(const Napi::CallbackInfo& info, size_t i) {
   if (i >= info.Length() || !info[i].IsExternal()) fail("ERR_ARGUMENT", "expected a compiled step's program");
@@ -150,21 +205,34 @@ Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
   if (current) fail("ERR_CAPTURE", "compileStep: a step is already being captured (captures do not nest)");
   current = std::make_unique<Program>();
   pauses = 0;
+  tracedKernel = -1;
+  updateTracing();
   return info.Env().Undefined();
 }
 
 Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
   if (!current) fail("ERR_CAPTURE", "compileStep: no step is being captured");
   bool useGraphs = info.Length() > 0 && info[0].IsBoolean() ? info[0].As<Napi::Boolean>().Value() : true;
+  bool plan = info.Length() > 1 && info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value() : false;
   pauses = 0;
   Program* p = current.release();
+  updateTracing();
   p->useGraphs = useGraphs;
+  if (plan) {
+    try {
+      planMemory(*p);
+    } catch (...) {
+      delete p;
+      throw;
+    }
+  }
   return Napi::External<Program>::New(info.Env(), p, [](Napi::Env, Program* q) { delete q; });
 }
 
 Napi::Value CaptureAbort(const Napi::CallbackInfo& info) {
   current.reset();
   pauses = 0;
+  updateTracing();
   return info.Env().Undefined();
 }
 
@@ -172,11 +240,13 @@ Napi::Value IsCapturing(const Napi::CallbackInfo& info) { return Napi::Boolean::
 
 Napi::Value CapturePause(const Napi::CallbackInfo& info) {
   if (current) pauses++;
+  updateTracing();
   return info.Env().Undefined();
 }
 
 Napi::Value CaptureResume(const Napi::CallbackInfo& info) {
   if (current && pauses > 0) pauses--;
+  updateTracing();
   return info.Env().Undefined();
 }
 
@@ -202,6 +272,8 @@ Napi::Value ProgramInfo(const Napi::CallbackInfo& info) {
   o.Set("dynamicKernels", Napi::Number::New(env, double(dynamicKernels)));
   o.Set("cudaKernels", Napi::Number::New(env, double(cudaKernels)));
   o.Set("graphs", Napi::Number::New(env, double(graphs)));
+  o.Set("plannedBytes", Napi::Number::New(env, double(p->plannedBytes)));
+  o.Set("arenaBytes", Napi::Number::New(env, double(p->arenaBytes)));
   return o;
 }
 
@@ -241,7 +313,28 @@ Napi::Value SetSlot(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+bool gTraceAccesses = false;
+
 bool capturing() { return current && pauses == 0; }
+
+void beginKernelTrace() { tracedKernel = int64_t(current->kernels.size()); }
+void endKernelTrace() { tracedKernel = -1; }
+
+void noteStorageAccess(Storage* s) {
+  if (!s || !s->plan.candidate) return;
+  std::lock_guard<std::mutex> lock(traceMutex);
+  if (tracedKernel < 0) {
+    s->plan.pinned = true;
+    return;
+  }
+  if (s->plan.first < 0) s->plan.first = tracedKernel;
+  s->plan.last = std::max(s->plan.last, tracedKernel);
+}
+
+void noteCaptureAllocation(const std::shared_ptr<Storage>& s) {
+  s->plan.candidate = true;
+  current->allocations.push_back(s);
+}
 
 void keepKernel(Device device, Replay replay, std::function<void()> f) {
   current->kernels.push_back(Kernel{device, replay, std::move(f)});

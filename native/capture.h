@@ -41,17 +41,44 @@ bool capturing();
 // Adds f to the Program under capture. Use launch()/launchDynamic(), which run f first.
 void keepKernel(Device device, Replay replay, std::function<void()> f);
 
+// The memory plan's trace: while a captured kernel runs, the storages it touches are attributed to it
+// (Tensor::data/raw note them); storages touched outside any kernel are pinned.
+void beginKernelTrace();
+void endKernelTrace();
+
+template <class F>
+void runTraced(F& f) {
+  beginKernelTrace();
+  try {
+    f();
+  } catch (...) {
+    endKernelTrace();
+    throw;
+  }
+  endKernelTrace();
+}
+
 // Runs f now and, while a step is being captured, keeps it for replay.
 template <class F>
 void launch(Device device, F&& f) {
-  f();
-  if (capturing()) keepKernel(device, Replay::Static, std::function<void()>(std::forward<F>(f)));
+  if (!capturing()) return f();
+  runTraced(f);
+  keepKernel(device, Replay::Static, std::function<void()>(std::forward<F>(f)));
 }
 template <class F>
 void launchDynamic(Device device, F&& f) {
-  f();
-  if (capturing()) keepKernel(device, Replay::Dynamic, std::function<void()>(std::forward<F>(f)));
+  if (!capturing()) return f();
+  runTraced(f);
+  keepKernel(device, Replay::Dynamic, std::function<void()>(std::forward<F>(f)));
 }
+
+// Called by emptyTensor for each storage made while capturing: a candidate for the memory plan.
+void noteCaptureAllocation(const std::shared_ptr<Storage>& s);
+
+// tensor.cc: an arena of `bytes` on `device` from the device's allocator (freed when the last owner goes), and the
+// move of a storage into it (its own memory goes back to the allocator).
+std::shared_ptr<void> makeArena(size_t bytes, Device device);
+void moveIntoArena(Storage& s, const std::shared_ptr<void>& arena, size_t offset);
 
 // ERR_CAPTURE while a step is being captured: a value read on the host during capture would be frozen into every
 // replay (what: "item", "toArray", ...).

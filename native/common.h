@@ -24,16 +24,36 @@ std::string shapeString(const Shape& s);
 enum class Device : int { CPU = 0, CUDA = 1 };
 inline const char* deviceName(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 
+// What a compiled step's memory plan (native/capture.cc) knows of a storage made while the step was captured: the
+// first and last kept kernel that touched it, and whether it was touched outside any kernel (its values then come
+// from outside the program and must persist: it is never moved).
+struct StoragePlan {
+  bool candidate = false;
+  bool pinned = false;
+  int64_t first = -1, last = -1;
+};
+
 // A block of memory taken from the caching allocator of its device; shared by a tensor and its reshaped views.
 struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
   Device device = Device::CPU;
+  // JavaScript handles holding this storage (TensorHandle): a compiled step shares memory only between storages
+  // nobody outside the step can see.
+  int handles = 0;
+  StoragePlan plan;
+  // Set when a compiled step's memory plan moved this storage into the step's arena: data points into it, and the
+  // arena (not this storage) owns the memory.
+  std::shared_ptr<void> arena;
   explicit Storage(size_t bytes, Device device = Device::CPU);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 };
+
+// While a step is being captured, every access to a tensor's memory is noted for the memory plan (capture.cc).
+extern bool gTraceAccesses;
+void noteStorageAccess(Storage* s);
 
 // What a kernel sees: contiguous row-major data, a shape and a dtype.
 struct Tensor {
@@ -42,8 +62,14 @@ struct Tensor {
   DType dtype = DType::F32;
   int64_t numel() const { return numelOf(shape); }
   int64_t dim() const { return static_cast<int64_t>(shape.size()); }
-  template <class T> T* data() const { return static_cast<T*>(storage->data); }
-  void* raw() const { return storage->data; }
+  template <class T> T* data() const {
+    if (gTraceAccesses) noteStorageAccess(storage.get());
+    return static_cast<T*>(storage->data);
+  }
+  void* raw() const {
+    if (gTraceAccesses) noteStorageAccess(storage.get());
+    return storage->data;
+  }
   Device device() const { return storage ? storage->device : Device::CPU; }
   bool onCuda() const { return device() == Device::CUDA; }
 };

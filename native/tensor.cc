@@ -106,6 +106,7 @@ Storage::Storage(size_t nbytes, Device dev) : device(dev) {
   liveCudaStorages++;
 }
 Storage::~Storage() {
+  if (arena) return;  // the arena's memory: freed with the arena
   if (device == Device::CPU) {
     allocator().give(data, bytes);
     return;
@@ -113,6 +114,34 @@ Storage::~Storage() {
   cudaRelease(data);
   liveCudaBytes -= int64_t(bytes);
   liveCudaStorages--;
+}
+
+std::shared_ptr<void> makeArena(size_t bytes, Device device) {
+  if (device == Device::CPU) {
+    size_t rounded = 0;
+    void* p = allocator().take(bytes, &rounded);
+    return std::shared_ptr<void>(p, [rounded](void* q) { allocator().give(q, rounded); });
+  }
+  void* p = cudaAllocate(bytes);
+  liveCudaBytes += int64_t(bytes);
+  liveCudaStorages++;
+  return std::shared_ptr<void>(p, [bytes](void* q) {
+    cudaRelease(q);
+    liveCudaBytes -= int64_t(bytes);
+    liveCudaStorages--;
+  });
+}
+
+void moveIntoArena(Storage& s, const std::shared_ptr<void>& arena, size_t offset) {
+  if (s.device == Device::CPU) {
+    allocator().give(s.data, s.bytes);
+  } else {
+    cudaRelease(s.data);
+    liveCudaBytes -= int64_t(s.bytes);
+    liveCudaStorages--;
+  }
+  s.data = static_cast<char*>(arena.get()) + offset;
+  s.arena = arena;
 }
 
 int64_t numelOf(const Shape& s) {
@@ -136,6 +165,7 @@ Tensor emptyTensor(const Shape& shape, DType dtype, Device device) {
   t.shape = shape;
   t.dtype = dtype;
   t.storage = std::make_shared<Storage>(static_cast<size_t>(numelOf(shape)) * dtypeSize(dtype), device);
+  if (capturing()) noteCaptureAllocation(t.storage);
   return t;
 }
 
@@ -215,18 +245,24 @@ Napi::Function TensorHandle::Init(Napi::Env env) {
 // A handle made by `new TensorHandle()` from JavaScript holds nothing and behaves as disposed.
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {}
 TensorHandle::~TensorHandle() {
-  if (!disposed_) liveHandles--;
+  if (!disposed_) {
+    liveHandles--;
+    if (tensor_.storage) tensor_.storage->handles--;
+  }
 }
 
 void TensorHandle::set(Tensor t) {
   if (disposed_) liveHandles++;
+  else if (tensor_.storage) tensor_.storage->handles--;
   tensor_ = std::move(t);
+  if (tensor_.storage) tensor_.storage->handles++;
   disposed_ = false;
 }
 
 void TensorHandle::release() {
   if (disposed_) return;
   disposed_ = true;
+  if (tensor_.storage) tensor_.storage->handles--;
   tensor_.storage.reset();
   liveHandles--;
 }

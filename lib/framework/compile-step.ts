@@ -9,6 +9,10 @@
  * autograd bookkeeping and no allocation of results. On the GPU the program's static stretches are CUDA graphs
  * (cuda/graph.cu); random draws and optimiser steps are launched between them from the host, so each replay
  * draws fresh numbers and uses the current learning rate. Replays compute exactly what eager steps compute.
+ *
+ * Memory: the step's intermediate tensors (made during capture, reachable only by the program once the step function
+ * returned) are planned like a compiler's registers: those whose lifetimes in the step do not overlap share one arena,
+ * so a compiled step needs about an eager step's peak memory (native/capture.cc, planMemory).
  */
 import { core } from '../binding'
 import {
@@ -20,7 +24,7 @@ import {
   ProgramInfo,
 } from '../capture'
 import { argumentError, InnflowError } from '../errors'
-import { keep } from '../scope'
+import { keep, tidy } from '../scope'
 import { fromHandle, Tensor } from '../tensor'
 
 /** What a step function may return: tensors (read them after the call), or nothing. */
@@ -44,6 +48,12 @@ export interface CompileStepOptions {
    * smaller last batch does not throw away the capture of the full one; the least recently used is dropped.
    */
   maxCaptures?: number
+  /**
+   * Share memory between the step's intermediate tensors whose lifetimes do not overlap (default true). Only the
+   * tensors the step function returns (and parameters' gradients, and anything else still referenced from
+   * JavaScript) keep their own memory.
+   */
+  planMemory?: boolean
 }
 
 /** A compiled step: call it like the step function. */
@@ -115,11 +125,14 @@ export function compileStep<A extends Tensor[], R extends StepOutput>(
   if (typeof fn !== 'function') throw argumentError(name, 'fn', 'a function', fn)
   if (options === null || typeof options !== 'object') throw argumentError(name, 'options', 'an object', options)
   for (const k of Object.keys(options))
-    if (!['warmup', 'cudaGraphs', 'maxCaptures'].includes(k)) throw argumentError(name, `option '${k}'`, 'one of warmup, cudaGraphs, maxCaptures', k)
+    if (!['warmup', 'cudaGraphs', 'maxCaptures', 'planMemory'].includes(k))
+      throw argumentError(name, `option '${k}'`, 'one of warmup, cudaGraphs, maxCaptures, planMemory', k)
   const warmup = options.warmup ?? 1
   if (!Number.isInteger(warmup) || warmup < 0) throw argumentError(name, 'warmup', 'a non-negative integer', warmup)
   const cudaGraphs = options.cudaGraphs ?? true
   if (typeof cudaGraphs !== 'boolean') throw argumentError(name, 'cudaGraphs', 'a boolean', cudaGraphs)
+  const planMemory = options.planMemory ?? true
+  if (typeof planMemory !== 'boolean') throw argumentError(name, 'planMemory', 'a boolean', planMemory)
   const maxCaptures = options.maxCaptures ?? 4
   if (!Number.isInteger(maxCaptures) || maxCaptures < 1) throw argumentError(name, 'maxCaptures', 'a positive integer', maxCaptures)
 
@@ -150,8 +163,13 @@ export function compileStep<A extends Tensor[], R extends StepOutput>(
     beginHooks()
     let result: R
     try {
-      result = fn(...(statics as A))
-      resultTensors(name, result)
+      // the step's own tidy: what it made and does not return is disposed before the memory plan, which shares
+      // memory only between tensors no JavaScript handle can reach
+      result = tidy(() => {
+        const r = fn(...(statics as A))
+        for (const t of resultTensors(name, r)) keep(t)
+        return r
+      })
     } catch (e) {
       captureNative.captureAbort()
       endHooks()
@@ -159,8 +177,7 @@ export function compileStep<A extends Tensor[], R extends StepOutput>(
       throw e
     }
     const hooks = endHooks()
-    const program = captureNative.captureEnd(cudaGraphs)
-    for (const t of resultTensors(name, result)) keep(t)
+    const program = captureNative.captureEnd(cudaGraphs, planMemory)
     const c: Capture<R> = { inputs: statics, result, program, hooks, generation: compiledGeneration() }
     if (captures.size >= maxCaptures) {
       const oldest = captures.keys().next().value as string

@@ -3,7 +3,8 @@
  * captured, its inputs are then overwritten in place with new random values and the program is replayed; every
  * output (and every gradient) must then equal, bit for bit, what the same op computes eagerly on the new values.
  * The outputs must also have changed, so a kernel that was not kept (or that wrote a fresh tensor instead of its
- * captured output) fails.
+ * captured output) fails. The capture's intermediate tensors are disposed and the memory plan shares their memory, so
+ * a kernel the plan misreads (a lifetime too short) fails too.
  */
 import { grad, tensor, Tensor, tidy } from '../../lib'
 import { core } from '../../lib/binding'
@@ -56,12 +57,13 @@ export function expectReplayMatches(
     captureNative.captureBegin()
     let outs: Tensor[]
     try {
-      outs = compute(xs)
+      // intermediates are disposed before captureEnd: the plan may then share their memory
+      outs = tidy(() => compute(xs))
     } catch (e) {
       captureNative.captureAbort()
       throw e
     }
-    const program = captureNative.captureEnd(false)
+    const program = captureNative.captureEnd(false, true)
     expect(captureNative.programInfo(program).kernels).toBeGreaterThan(0)
     const atCapture = outs.map((o) => Array.from(o.toArray()))
     xs.forEach((x, i) => core.copyInto(x.handle, tensor(second[i], inputs[i].shape, { dtype }).handle))

@@ -50,6 +50,8 @@ export interface RunResult {
   kernels: number
   dynamicKernels: number
   graphs: number
+  plannedBytes: number
+  arenaBytes: number
 }
 
 const subnet = (cin: number, cout: number) => new nn.Sequential(new nn.Linear(cin, 32), new nn.ReLU(), new nn.Linear(32, cout))
@@ -114,6 +116,8 @@ export function trainRun(o: RunOptions = {}): RunResult {
       kernels: info?.kernels ?? 0,
       dynamicKernels: info?.dynamicKernels ?? 0,
       graphs: info?.graphs ?? 0,
+      plannedBytes: info?.plannedBytes ?? 0,
+      arenaBytes: info?.arenaBytes ?? 0,
     }
     step?.release()
     opt.dispose()

@@ -4,7 +4,7 @@
  * runs agree exactly), for SequenceINN and GraphINN flows, Adam and SGD, gradient clipping, random noise drawn
  * inside the step, a learning-rate schedule and a second batch shape; and its errors.
  */
-import { compileStep, InnflowError, nn, optim, tensor, Tensor, tidy } from '../../lib'
+import { compileStep, InnflowError, manualSeed, memory, modules, nllLoss, nn, optim, randn, resetPeak, SequenceINN, tensor, Tensor, tidy } from '../../lib'
 import { core } from '../../lib/binding'
 import { captureNative } from '../../lib/capture'
 import { maxRel, paramRel, RunOptions, trainRun } from './compile-step-runs'
@@ -32,6 +32,9 @@ describe('compileStep matches eager training', () => {
     expect(compiled.captures).toBe(o.ragged ? 2 : 1)
     expect(compiled.kernels).toBeGreaterThan(50)
     expect(compiled.dynamicKernels).toBeGreaterThanOrEqual(1) // the optimiser step
+    // the memory plan shared the intermediates' memory
+    expect(compiled.plannedBytes).toBeGreaterThan(0)
+    expect(compiled.arenaBytes).toBeLessThan(compiled.plannedBytes / 2)
   })
 })
 
@@ -65,6 +68,44 @@ describe('compileStep', () => {
     expect(after.tensors - before.tensors).toBeLessThanOrEqual(11)
     expect(after.storages - before.storages).toBeLessThanOrEqual(11)
     step.release()
+  })
+
+  test('the memory plan: a compiled step holds about an eager step\'s peak; without it, every intermediate', () => {
+    const measure = (mode: 'eager' | 'plan' | 'noplan') => {
+      manualSeed(3)
+      const flow = new SequenceINN(16)
+      for (let k = 0; k < 6; k++)
+        flow.append(modules.AllInOneBlock, { subnetConstructor: (i: number, o: number) => new nn.Sequential(new nn.Linear(i, 128), new nn.ReLU(), new nn.Linear(128, o)), permuteSoft: true })
+      const opt = new optim.Adam(flow.parameters(), { lr: 1e-3 })
+      const x = randn([512, 16])
+      const body = (b: Tensor) => {
+        opt.zeroGrad()
+        const [z, ljd] = flow.forward(b)
+        const loss = nllLoss(z as Tensor, ljd)
+        loss.backward()
+        opt.step()
+        return loss
+      }
+      const step = mode === 'eager' ? null : compileStep(body, { planMemory: mode === 'plan' })
+      const losses: number[] = []
+      let peak = 0
+      for (let i = 0; i < 5; i++) {
+        resetPeak()
+        losses.push(tidy(() => (step ? step(x) : body(x)).item()))
+        if (i >= 2) peak = Math.max(peak, memory().peakBytes) // after the capture
+      }
+      step?.release()
+      opt.dispose()
+      x.dispose()
+      return { peak, losses }
+    }
+    const eager = measure('eager')
+    const plan = measure('plan')
+    const noplan = measure('noplan')
+    expect(plan.losses).toEqual(eager.losses)
+    expect(noplan.losses).toEqual(eager.losses)
+    expect(plan.peak).toBeLessThanOrEqual(eager.peak * 1.1)
+    expect(noplan.peak).toBeGreaterThan(eager.peak * 1.5)
   })
 
   test('reading a value inside the step is ERR_CAPTURE and leaves no capture running', () => {
