@@ -16,7 +16,7 @@
 extern "C" {
 #endif
 
-#define INNFLOW_CUDA_ABI_VERSION 3
+#define INNFLOW_CUDA_ABI_VERSION 4
 
 typedef enum { INNFLOW_CUDA_OK = 0, INNFLOW_CUDA_ERROR = 1, INNFLOW_CUDA_OOM = 2, INNFLOW_CUDA_BAD_ARGUMENT = 3 } innflow_cuda_status;
 typedef enum { INNFLOW_F32 = 0, INNFLOW_F64 = 1 } innflow_cuda_dtype;
