@@ -116,6 +116,9 @@ struct Program {
       api.abort();
       fail("ERR_CAPTURE", std::string("compileStep: a kernel could not be captured in a CUDA graph (") + e.what() +
                               "); compile the step with { cudaGraphs: false } to replay it from the host");
+    } catch (...) {
+      api.abort();  // never leave the stream capturing: later work would be recorded, not run
+      throw;
     }
     void* exec = nullptr;
     int status = api.end(&exec);
