@@ -139,6 +139,9 @@ extern "C" int innflow_cuda_probe(char* why, size_t whyLength) {
       copyReason(why, whyLength, "could not allocate the 32 MiB cuBLASLt workspace on the device");
       return 5;
     }
+    // cuBLAS uses the same workspace (calls are ordered on the one stream): eager calls and calls captured in a
+    // compiled step's CUDA graph, which must not allocate one, then choose the same kernels.
+    cublasSetWorkspace(gCublas, gLtWorkspace, kLtWorkspaceBytes);
   }
   copyReason(why, whyLength, "");
   return 0;

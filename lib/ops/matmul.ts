@@ -2,6 +2,7 @@
  * Matrix products (native/cpu/matmul.cc): `matmul` with torch.matmul's semantics, `linear` (x·Wᵀ + b, the
  * layer every subnet is made of), and the choice of GEMM backend (OpenBLAS or the built-in kernel).
  */
+import { invalidateCompiledSteps } from '../capture'
 import { bindingFor, NativeTensor } from '../binding'
 import { argumentError, InnflowError } from '../errors'
 import { record, isGradEnabled } from '../autograd/tape'
@@ -192,6 +193,7 @@ export type MatmulPrecision = 'highest' | 'high' | 'medium'
 export function setMatmulPrecision(precision: MatmulPrecision): void {
   if (precision !== 'highest' && precision !== 'high' && precision !== 'medium')
     throw argumentError('setMatmulPrecision', 'precision', "'highest', 'high' or 'medium'", precision)
+  if (precision !== N.getMatmulPrecision()) invalidateCompiledSteps() // CUDA graphs keep the math mode they were captured with
   N.setMatmulPrecision(precision)
 }
 

@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import * as path from 'node:path'
-import { compileStep, InnflowError, nn, optim, tensor, Tensor, tidy } from '../../lib'
+import { compileStep, InnflowError, nn, optim, setMatmulPrecision, tensor, Tensor, tidy } from '../../lib'
 import { core } from '../../lib/binding'
 import { captureNative } from '../../lib/capture'
 import { maxRel, paramRel, RunOptions, trainRun } from './compile-step-runs'
@@ -138,7 +138,7 @@ describe('compileStep', () => {
     expect(captureNative.isCapturing()).toBe(false)
   })
 
-  test('moving the model or loading optimiser state captures again', () => {
+  test('moving the model, loading optimiser state or a new matmul precision captures again', () => {
     const { net, opt, body } = setup()
     const step = compileStep(body, { warmup: 0 })
     step(batch(1))
@@ -152,6 +152,13 @@ describe('compileStep', () => {
     expect(step.captures).toBe(3)
     step(batch(5))
     expect(step.captures).toBe(3)
+    // a new matmul precision: CUDA graphs keep the math mode they were captured with
+    setMatmulPrecision('high')
+    step(batch(6))
+    expect(step.captures).toBe(4)
+    setMatmulPrecision('highest')
+    step(batch(7))
+    expect(step.captures).toBe(5)
     step.release()
   })
 
