@@ -72,8 +72,10 @@ export function onReplay(hook: () => void): void {
 }
 
 /**
- * @internal Runs fn without keeping its kernels in the step being captured (they still run): for state made
- * once, such as optimiser moments or ActNorm's data-dependent initialisation, which replays must not redo.
+ * Runs fn without keeping its kernels in a step being compiled (they still run, now): for state a module makes once,
+ * such as optimiser moments or ActNorm's data-dependent initialisation, which replays of a compiled step must not
+ * redo. Values may be read inside fn. Outside a capture it just runs fn.
+ * @example if (!this.ready) withoutCapture(() => this.initialise(x))
  */
 export function withoutCapture<T>(fn: () => T): T {
   captureNative.capturePause()

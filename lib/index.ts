@@ -35,6 +35,7 @@ export type { NodeInput, NodeInputs, NodeOptions, NodeConnectOptions } from './f
 export type { ForwardOptions } from './framework/common'
 export { compileStep } from './framework/compile-step'
 export type { CompiledStep, CompileStepOptions, StepOutput } from './framework/compile-step'
+export { withoutCapture } from './capture'
 export type { ProgramInfo } from './capture'
 export * as distributions from './distributions'
 export { train, nllLoss, logLikelihood } from './train'

@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import * as path from 'node:path'
-import { compileStep, InnflowError, nn, optim, setMatmulPrecision, tensor, Tensor, tidy } from '../../lib'
+import { compileStep, InnflowError, keep, nn, optim, setMatmulPrecision, tensor, Tensor, tidy, withoutCapture } from '../../lib'
 import { core } from '../../lib/binding'
 import { captureNative } from '../../lib/capture'
 import { maxRel, paramRel, RunOptions, trainRun } from './compile-step-runs'
@@ -115,6 +115,25 @@ describe('compileStep', () => {
     expect(noplan.info.plannedBytes).toBe(0)
     expect(plan.peak).toBeLessThanOrEqual(eager.peak * 1.1)
     expect(noplan.peak).toBeGreaterThan(eager.peak * 1.5)
+  })
+
+  test('withoutCapture: state made once inside a compiled step is not remade by replays', () => {
+    let made = 0
+    let scale: Tensor | null = null
+    const w = tensor([1, 2, 3], [3], { requiresGrad: true })
+    const step = compileStep((x: Tensor) => {
+      if (!scale) {
+        made++
+        // reads a value (allowed here) and makes state that outlives the step
+        scale = withoutCapture(() => keep(tensor([x.sum().item() > 0 ? 2 : 3], [1])))
+      }
+      return x.mul(w).mul(scale).sum()
+    }, { warmup: 0 })
+    const a = step(tensor([1, 1, 1], [3])).item()
+    const b = step(tensor([-1, -1, -1], [3])).item()
+    expect(made).toBe(1)
+    expect([a, b]).toEqual([12, -12])
+    step.release()
   })
 
   test('reading a value inside the step is ERR_CAPTURE and leaves no capture running', () => {
