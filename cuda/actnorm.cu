@@ -17,19 +17,6 @@ __device__ inline double mExp(double x) { return exp(x); }
 
 constexpr int kMaxThreads = 256;
 
-// The sum of v over the block (blockDim.x a power of two ≤ kMaxThreads), the same on every thread; a fixed tree.
-__device__ inline double blockSum(double v, double* tree) {
-  tree[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (int(threadIdx.x) < s) tree[threadIdx.x] += tree[threadIdx.x + s];
-    __syncthreads();
-  }
-  const double r = tree[0];
-  __syncthreads();  // tree[0] is read before the next sum overwrites it
-  return r;
-}
-
 // x, y: [B, C, S]; loc, logScale: [C]
 template <class T>
 __global__ void forwardKernel(const T* __restrict__ x, const T* __restrict__ loc, const T* __restrict__ logScale,

@@ -70,6 +70,20 @@ inline unsigned gridFor(int64_t n, int block = kBlock) {
 #define INNFLOW_GRID_STRIDE(i, n) \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
 
+// The sum of v over the block, the same on every thread: a fixed tree (the result does not depend on timing).
+// blockDim.x must be a power of two; tree is blockDim.x doubles of shared memory. Every thread must call it.
+__device__ inline double blockSum(double v, double* tree) {
+  tree[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (int(threadIdx.x) < s) tree[threadIdx.x] += tree[threadIdx.x + s];
+    __syncthreads();
+  }
+  const double r = tree[0];
+  __syncthreads();  // tree[0] is read before the next sum overwrites it
+  return r;
+}
+
 // Calls f(T{}) with T = float or double for the ABI's dtype code.
 template <class F>
 inline int withDtype(int dtype, F&& f) {

@@ -78,19 +78,6 @@ __device__ inline void softClamp(int kind, T a, const Consts<T>& c, T& s0, T& d)
 
 constexpr int kMaxThreads = 256;
 
-// The sum of v over the block (blockDim.x a power of two ≤ kMaxThreads), the same on every thread; a fixed tree.
-__device__ inline double blockSum(double v, double* tree) {
-  tree[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (int(threadIdx.x) < s) tree[threadIdx.x] += tree[threadIdx.x + s];
-    __syncthreads();
-  }
-  const double r = tree[0];
-  __syncthreads();  // tree[0] is read before the next sum overwrites it
-  return r;
-}
-
 template <class T>
 __global__ void forwardKernel(int kind, const T* __restrict__ a, const T* __restrict__ x2, T* __restrict__ y2,
                               T* __restrict__ logDet, T* __restrict__ E, T* __restrict__ D, int64_t rows, int64_t n,

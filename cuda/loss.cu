@@ -15,19 +15,6 @@ namespace {
 constexpr int kMaxThreads = 256;
 constexpr double kLog2Pi = 1.8378770664093454835606594728112;  // log(2π)
 
-// The sum of v over the block (blockDim.x a power of two ≤ kMaxThreads), the same on every thread; a fixed tree.
-__device__ inline double blockSum(double v, double* tree) {
-  tree[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (int(threadIdx.x) < s) tree[threadIdx.x] += tree[threadIdx.x + s];
-    __syncthreads();
-  }
-  const double r = tree[0];
-  __syncthreads();  // tree[0] is read before the next sum overwrites it
-  return r;
-}
-
 // z: [B, D], logJacDet: [B] or NULL -> rows: [B] (double)
 template <class T>
 __global__ void rowKernel(const T* __restrict__ z, const T* __restrict__ logJacDet, double* __restrict__ rows, int64_t B,
