@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the GPU machine has to confirm, in one call (its time is scarce): build the CUDA backend for sm_90,
 # run test/cuda (every CUDA op against the CPU, the FrEIA parity fixtures on the GPU, moons training tracking the
-# CPU), the benchmark on the GPU, then the packed-tarball install test training on the GPU (PACK_TEST=0 skips it).
+# CPU, compiled steps replayed as CUDA graphs), the benchmark on the GPU (eager, then compiled at the three matmul
+# precisions, with invertible backprop's memory and time on tabular64x64), then the packed-tarball install test training on the GPU (PACK_TEST=0 skips it).
 # Logs and the bench JSON go to $OUT (the device tool copies them back).
 #
 #   ../shared/gpu/pack        # here, once after npm ci
@@ -22,7 +23,15 @@ status=$?
 grep -E "✕|●.*›" "$out/test-cuda.log" | head -40
 tail -6 "$out/test-cuda.log"
 echo "== bench (cuda)"
-node dist/bench/run.js --device cuda --steps ${BENCH_STEPS:-30} --json "$out/bench-cuda.json" 2>&1 | tee "$out/bench-cuda.txt"
+steps=${BENCH_STEPS:-30}
+node dist/bench/run.js --device cuda --steps $steps --json "$out/bench-cuda.json" 2>&1 | tee "$out/bench-cuda.txt"
+for precision in highest high medium; do
+  node dist/bench/run.js --device cuda --steps $steps --compile --precision $precision \
+    --json "$out/bench-cuda-compile-$precision.json" 2>&1 | tee "$out/bench-cuda-compile-$precision.txt"
+done
+for mode in "" --invertible-backprop; do
+  node dist/bench/run.js --device cuda --steps 10 --compile --workloads tabular64x64-b4096 $mode 2>&1 | tail -1 | tee -a "$out/bench-cuda-invertible.txt"
+done
 if [[ ${PACK_TEST:-1} == 1 ]]; then
   # issue 6 on the GPU: the packed tarball (release prebuild, sm_90 only here) installs without compilers and
   # trains on the GPU. Its `npm install` needs the tarball's three runtime dependencies from the registry or npm's
