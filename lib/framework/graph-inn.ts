@@ -4,10 +4,12 @@
  * position in the node list (FrEIA's differs between runs, its issue #168), state-dict keys are
  * `<node name>.<param>`, and malformed graphs get ERR_GRAPH errors that say what is wrong.
  */
+import { isGradEnabled } from '../autograd/tape'
 import { argumentError, InnflowError } from '../errors'
 import { Dims, dimsString, InvertibleModule, ModuleOutput, sameDims } from '../modules/base'
 import { Tensor, zeros } from '../tensor'
 import { addLogDet, ForwardOptions, parseForwardArgs } from './common'
+import { checkDeterministic, GraphStep, invertibleGraphForward } from './invertible-backprop'
 import { AbstractNode, ConditionNode, Connection, InputNode, Node, OutputNode } from './nodes'
 
 /** Options of {@link GraphINN}. */
@@ -36,6 +38,7 @@ export class GraphINN extends InvertibleModule {
   private readonly forwardOrder: Node[]
   private readonly reverseOrder: Node[]
   private readonly forceTupleOutput: boolean
+  private invertibleBackpropOn = false
 
   constructor(nodes: AbstractNode[], opts: GraphINNOptions = {}) {
     if (!Array.isArray(nodes) || nodes.length === 0) throw argumentError('GraphINN', 'nodes', 'a non-empty array of nodes', nodes)
@@ -88,21 +91,27 @@ export class GraphINN extends InvertibleModule {
   }
 
   /**
-   * Invertible backpropagation is a SequenceINN feature: always false here, and setting it to true throws
-   * ERR_ARGUMENT. (A GraphINN may split, merge and condition along several paths, so rebuilding every
-   * intermediate from the outputs is not a plain walk back along one chain.) A SequenceINN used as a node of
-   * a GraphINN may have it on.
+   * Invertible backpropagation (memory-saving training; default false), as for SequenceINN, over the whole
+   * graph. When on, a forward pass with gradient recording runs the nodes without recording and keeps only the
+   * values still needed by later nodes (each intermediate is freed once its readers ran), the outputs and the
+   * summed log-det; one tape entry stands for the whole graph. Its backward walks the nodes in reverse execution
+   * order: each node's inputs are rebuilt from its outputs with the node's module in the opposite direction,
+   * the node runs again on them with recording on, the gradients of its outputs and of the log-det are
+   * backpropagated through that local graph, which is then freed, and the gradients of its inputs go on to the
+   * nodes that produced them. Peak memory holds about one node's activations (plus the values alive at once
+   * across parallel branches) instead of all of them. Gradients of the inputs, the conditions and the
+   * parameters are those of normal mode, up to rounding; `rev: true` works too. Without gradient recording the
+   * option changes nothing.
+   *
+   * Requirements: every node's module must be exactly invertible and deterministic (Dropout in training mode
+   * is refused with ERR_ARGUMENT). Outputs of nodes used as conditions are kept from the forward pass.
    */
   get invertibleBackprop(): boolean {
-    return false
+    return this.invertibleBackpropOn
   }
   set invertibleBackprop(on: boolean) {
     if (typeof on !== 'boolean') throw argumentError('GraphINN.invertibleBackprop', 'value', 'a boolean', on)
-    if (on)
-      throw new InnflowError(
-        'ERR_ARGUMENT',
-        'GraphINN.invertibleBackprop: invertible backprop is only available for SequenceINN; build the chain as a SequenceINN (or put a SequenceINN with invertibleBackprop = true inside the graph as a node)',
-      )
+    this.invertibleBackpropOn = on
   }
 
   /**
@@ -136,8 +145,22 @@ export class GraphINN extends InvertibleModule {
         throw new InnflowError('ERR_SHAPE', `GraphINN.forward: condition ${i} (${n}) expects shape (batch, ${n.outputDims[0].join(', ')}), got (${args.c[i].shape.join(', ')})`)
       values.set(key({ node: n, index: 0 }), args.c[i])
     })
+    const order = args.rev ? this.reverseOrder : this.forwardOrder
+    const ends: Connection[] = args.rev ? this.inNodes.map((n) => ({ node: n, index: 0 })) : this.outNodes.map((n) => n.inputs[0])
+    const wrap = (z: Tensor[], logDet: Tensor): [Tensor | Tensor[], Tensor] =>
+      isModuleCall || this.forceTupleOutput || z.length > 1 ? [z, logDet] : [z[0], logDet]
+    if (this.invertibleBackpropOn && order.length > 0 && isGradEnabled()) {
+      const steps: GraphStep[] = order.map((node) => {
+        const own = node.outputDims.map((_, i) => key({ node, index: i }))
+        const inputs = node.inputs.map(key)
+        return { module: node.module, ins: args.rev ? own : inputs, outs: args.rev ? inputs : own, conds: node.conditions.map(key), label: String(node) }
+      })
+      checkDeterministic('GraphINN.forward', steps)
+      const [z, logDet] = invertibleGraphForward('GraphINN.invertibleBackprop', steps, values, ends.map(key), args.rev, args.jac)
+      return wrap(z, logDet)
+    }
     let logDet = zeros([batch], { dtype: args.x[0].dtype, device: args.x[0].device })
-    for (const node of args.rev ? this.reverseOrder : this.forwardOrder) {
+    for (const node of order) {
       const inEdges: Connection[] = args.rev ? node.outputDims.map((_, i) => ({ node, index: i })) : node.inputs
       const outEdges: Connection[] = args.rev ? node.inputs : node.outputDims.map((_, i) => ({ node, index: i }))
       const ins = inEdges.map((e) => values.get(key(e)) as Tensor)
@@ -155,10 +178,10 @@ export class GraphINN extends InvertibleModule {
       outEdges.forEach((e, i) => values.set(key(e), outs[i]))
       if (args.jac) logDet = addLogDet(logDet, j, String(node))
     }
-    const ends: Connection[] = args.rev ? this.inNodes.map((n) => ({ node: n, index: 0 })) : this.outNodes.map((n) => n.inputs[0])
-    const z = ends.map((e) => values.get(key(e)) as Tensor)
-    if (isModuleCall || this.forceTupleOutput || z.length > 1) return [z, logDet]
-    return [z[0], logDet]
+    return wrap(
+      ends.map((e) => values.get(key(e)) as Tensor),
+      logDet,
+    )
   }
 }
 
