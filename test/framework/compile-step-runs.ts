@@ -39,7 +39,7 @@ export interface RunOptions {
   /** a smaller batch every 7th step (a second input signature) */
   ragged?: boolean
   cudaGraphs?: boolean
-  /** SequenceINN.invertibleBackprop */
+  /** invertibleBackprop (SequenceINN or GraphINN) */
   invertible?: boolean
 }
 
@@ -83,7 +83,7 @@ export function trainRun(o: RunOptions = {}): RunResult {
   try {
     manualSeed(7)
     const flow = makeFlow(o.graph ?? false)
-    if (o.invertible && flow instanceof SequenceINN) flow.invertibleBackprop = true
+    if (o.invertible) flow.invertibleBackprop = true
     flow.to({ device })
     const params = flow.parameters()
     const opt = o.optimizer === 'sgd' ? new optim.SGD(params, { lr: 1e-2, momentum: 0.9 }) : new optim.Adam(params, { lr: 2e-3 })

@@ -21,6 +21,7 @@ describe('compileStep matches eager training', () => {
     ['no warm-up (ActNorm initialises during the capture)', { warmup: 0 }],
     ['a second batch shape', { ragged: true }],
     ['invertible backprop', { invertible: true, dtype: 'float64' }],
+    ['GraphINN, invertible backprop', { graph: true, invertible: true, dtype: 'float64' }],
   ]
   test.each(cases)('%s', (_, o) => {
     const eager = trainRun({ ...o, compiled: false })
