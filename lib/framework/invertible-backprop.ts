@@ -311,7 +311,8 @@ export function invertibleGraphForward(
       const cs = step.conds.map((v) => values.get(v) as Tensor)
       const [ys, nextLd] = tidy((): [Tensor[], Tensor] => {
         const [out, j] = runStep(step, ins, cs, rev, jac)
-        return [out, addLogDet(ld, j, step.label)]
+        // as GraphINN's normal forward: with jac false the log-det stays zeros, whatever the modules return
+        return [out, jac ? addLogDet(ld, j, step.label) : ld]
       })
       if (ld !== nextLd) ld.dispose()
       ld = nextLd

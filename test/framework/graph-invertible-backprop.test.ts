@@ -392,6 +392,29 @@ describe('graph invertible backprop: training, memory and options', () => {
     disposeNet(invertible)
   })
 
+  test('jac: false: the log-det is zeros and the gradients are normal mode\'s, as in FrEIA', () => {
+    const normal = build('float64', tutorial.make)
+    const invertible = build('float64', tutorial.make)
+    invertible.invertibleBackprop = true
+    const run = (inn: GraphINN) =>
+      tidy(() => {
+        manualSeed(5)
+        const xs = tutorial.shapes.map((s) => randn(s, { dtype: 'float64', requiresGrad: true }))
+        const c = randn((tutorial.conds as number[][])[0], { dtype: 'float64' })
+        const [zs, ljd] = inn.forward(xs, [c], false, false)
+        const loss = zs[0].square().sum(1).add(zs[1].square().sum(1)).sub(ljd).mean()
+        const gs = grad(loss, xs)
+        return [asF64(ljd), [loss.item()], ...gs.map(asF64)]
+      })
+    const a = run(normal)
+    const b = run(invertible)
+    expect(a[0].every((v) => v === 0)).toBe(true)
+    expect(b[0]).toEqual(a[0])
+    b.slice(1).forEach((v, i) => expect(relErr(v, a[i + 1])).toBeLessThanOrEqual(1e-9))
+    disposeNet(normal)
+    disposeNet(invertible)
+  })
+
   test('switching the option off restores normal mode; without recording it changes nothing; only a boolean is taken', () => {
     const inn = build('float64', splitGraph)
     expect(inn.invertibleBackprop).toBe(false)
