@@ -1,6 +1,7 @@
 /**
  * Matrix products (native/cpu/matmul.cc): `matmul` with torch.matmul's semantics, `linear` (x·Wᵀ + b, the
- * layer every subnet is made of), and the choice of GEMM backend (OpenBLAS or the built-in kernel).
+ * layer every subnet is made of), `catLinear` (linear over a concatenation, without making it), and the choice
+ * of GEMM backend (OpenBLAS or the built-in kernel).
  */
 import { invalidateCompiledSteps } from '../capture'
 import { bindingFor, NativeTensor } from '../binding'
@@ -33,6 +34,15 @@ interface MatmulBinding {
     needW: boolean,
     needBias: boolean,
   ): [NativeTensor | null, NativeTensor | null, NativeTensor | null]
+  catLinear(xs: NativeTensor[], weight: NativeTensor, bias: NativeTensor | null): NativeTensor
+  catLinearBackward(
+    g: NativeTensor,
+    xs: NativeTensor[],
+    weight: NativeTensor,
+    needXs: number[],
+    needW: boolean,
+    needBias: boolean,
+  ): [(NativeTensor | null)[], NativeTensor | null, NativeTensor | null]
   setGemmBackend(name: string): void
   setMatmulPrecision(precision: string): void
   getMatmulPrecision(): MatmulPrecision
@@ -167,6 +177,59 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, options?
         b !== null && b.requiresGrad,
       )
       return b ? [wrap(gx), wrap(gw), wrap(gb)] : [wrap(gx), wrap(gw)]
+    })
+  }
+  return y
+}
+
+/**
+ * linear over the concatenation of 2-D parts along dim 1, without making the concatenation:
+ * `catLinear([x1, ..., xk], w, b)` equals `linear(cat([x1, ..., xk], 1), w, b)` up to the order of the sums
+ * (each part xᵢ (B, nᵢ) meets its own column block of w (out, Σnᵢ) in one GEMM accumulated into the output).
+ * The backward is one GEMM per part for each xᵢ, one per part writing its column block of w's gradient, and the
+ * bias's column sum; one tape entry.
+ * @example catLinear([x1, y2], w, b) // cat([x1, y2], 1)·wᵀ + b, shape (B, out)
+ */
+export function catLinear(xs: readonly Tensor[], weight: Tensor, bias?: Tensor | null): Tensor {
+  if (!Array.isArray(xs)) throw argumentError('catLinear', 'xs', 'an array of tensors', xs)
+  if (xs.length === 0) throw new InnflowError('ERR_ARGUMENT', 'catLinear: xs must hold at least one tensor')
+  xs.forEach((x, i) => checkTensor('catLinear', `xs[${i}]`, x))
+  checkTensor('catLinear', 'weight', weight)
+  const b = bias ?? null
+  if (b) checkTensor('catLinear', 'bias', b)
+  xs.forEach((x, i) => sameDtype('catLinear', `xs[${i}] and weight`, x, weight))
+  if (b) sameDtype('catLinear', 'bias and weight', b, weight)
+  for (const [what, t] of [...xs.map((x, i): [string, Tensor] => [`xs[${i}]`, x]), ...(b ? [['bias', b] as [string, Tensor]] : [])])
+    if (t.device !== weight.device)
+      throw new InnflowError('ERR_DEVICE', `catLinear: ${what} is on ${t.device} but weight is on ${weight.device}; move one with .to({ device })`)
+  if (weight.ndim !== 2) throw new InnflowError('ERR_SHAPE', `catLinear: weight must be 2-D (out, Σ in), got shape ${fmt(weight.shape)}`)
+  const rows = xs[0].ndim === 2 ? xs[0].shape[0] : -1
+  xs.forEach((x, i) => {
+    if (x.ndim !== 2 || x.shape[0] !== rows)
+      throw new InnflowError('ERR_SHAPE', `catLinear: every part must be 2-D (batch, n_i) with the batch of xs[0] ${fmt(xs[0].shape)}, got xs[${i}] ${fmt(x.shape)}`)
+  })
+  const features = xs.reduce((n, x) => n + x.shape[1], 0)
+  const [out, inFeatures] = weight.shape
+  if (features !== inFeatures)
+    throw new InnflowError('ERR_SHAPE', `catLinear: the parts have ${features} features in all (${xs.map((x) => x.shape[1]).join(' + ')}) but weight ${fmt(weight.shape)} expects ${inFeatures}`)
+  if (b && (b.ndim !== 1 || b.shape[0] !== out))
+    throw new InnflowError('ERR_SHAPE', `catLinear: bias ${fmt(b.shape)} does not match weight ${fmt(weight.shape)} (expected [${out}])`)
+  const parts = xs.slice()
+  const y = fromHandle(N.catLinear(parts.map((x) => x.handle), weight.handle, b ? b.handle : null))
+  if (isGradEnabled()) {
+    const inputs = b ? [...parts, weight, b] : [...parts, weight]
+    record('catLinear', inputs, [y], (gs) => {
+      const g = gs[0] as Tensor
+      const [gxs, gw, gb] = N.catLinearBackward(
+        g.handle,
+        parts.map((x) => x.handle),
+        weight.handle,
+        parts.map((x) => (x.requiresGrad ? 1 : 0)),
+        weight.requiresGrad,
+        b !== null && b.requiresGrad,
+      )
+      const grads = [...gxs.map(wrap), wrap(gw)]
+      return b ? [...grads, wrap(gb)] : grads
     })
   }
   return y

@@ -12,6 +12,11 @@
 //                                                       -> [gx | null, gw | null, gbias | null]
 //     the backward of linear with an activation, from its output y: gz = g·act'(z) (relu: g where y > 0; tanh:
 //     g·(1 − y²)), then linearBackward's products of gz
+// catLinear(xs: [x_1: [B, n_1], ..., x_k: [B, n_k]], w: [O, Σn_i], bias: [O] | null)
+//                                                       -> y: [B, O]              y = cat(xs, 1)·wᵀ + bias
+// catLinearBackward(g: [B, O], xs, w, needXs: [k flags], needW, needBias)
+//                                                       -> [[gx_i | null ...], gw | null, gbias | null]
+//     linear over a concatenation without making it: one GEMM per part against its column block of w
 // setGemmBackend(name: 'builtin' | 'openblas')          (ERR_ARGUMENT for 'openblas' when not compiled in)
 // setMatmulPrecision('highest' | 'high' | 'medium')     float32 GEMM arithmetic on the GPU (fp32 | TF32 | bf16)
 // getGemmBackend()                                     -> 'builtin' | 'openblas'
@@ -1145,6 +1150,167 @@ Napi::Value LinearActivationBackward(const Napi::CallbackInfo& info) {
   return wrapGrads(info.Env(), needX, needW, needB, &gx, &gw, &gb);
 }
 
+// ======================================================================================== catLinear
+//
+// linear over the concatenation of 2-D parts along dim 1, without making the concatenation: part i (B × n_i) meets
+// the column block w[:, off_i : off_i + n_i] (row stride Σn), one GEMM each, accumulated into y. The results equal
+// linear(cat(xs, 1), w, bias) up to the order of the sums over the parts.
+
+struct CatLinearDims {
+  int64_t rows, in, out;
+  std::vector<int64_t> widths, offsets;  // n_i and off_i = n_1 + ... + n_{i-1}
+};
+
+CatLinearDims catLinearDims(const std::vector<Tensor>& xs, const Tensor& w, const Tensor* bias, const char* op) {
+  const std::string name(op);
+  if (xs.empty()) fail("ERR_ARGUMENT", name + ": needs at least one part");
+  if (w.dim() != 2) fail("ERR_SHAPE", name + ": weight must be 2-D (out, Σ in), got shape " + shapeString(w.shape));
+  CatLinearDims d;
+  d.rows = xs[0].dim() == 2 ? xs[0].shape[0] : 0;
+  d.in = 0;
+  for (size_t i = 0; i < xs.size(); i++) {
+    const Tensor& x = xs[i];
+    requireSameDtype(x, w, op);
+    requireSameDevice(x, w, op);
+    if (x.dim() != 2 || x.shape[0] != d.rows)
+      fail("ERR_SHAPE", name + ": part " + std::to_string(i) + " has shape " + shapeString(x.shape) +
+                            "; every part must be 2-D (batch, n_i) with the batch of part 0 (" + shapeString(xs[0].shape) +
+                            ")");
+    d.offsets.push_back(d.in);
+    d.widths.push_back(x.shape[1]);
+    d.in += x.shape[1];
+  }
+  d.out = w.shape[0];
+  if (w.shape[1] != d.in)
+    fail("ERR_SHAPE", name + ": the parts have " + std::to_string(d.in) + " features in all but weight " +
+                          shapeString(w.shape) + " expects " + std::to_string(w.shape[1]));
+  if (bias) {
+    requireSameDtype(*bias, w, op);
+    requireSameDevice(*bias, w, op);
+    if (bias->dim() != 1 || bias->shape[0] != d.out)
+      fail("ERR_SHAPE", name + ": bias shape " + shapeString(bias->shape) + " does not match weight " +
+                            shapeString(w.shape) + " (expected [" + std::to_string(d.out) + "])");
+  }
+  return d;
+}
+
+// A pointer to element k of t (CUDA buffers: the table takes raw pointers with their offsets applied).
+inline void* offsetRaw(const Tensor& t, int64_t k) { return static_cast<char*>(t.raw()) + k * int64_t(dtypeSize(t.dtype)); }
+
+// xs: [B, n_i] (k parts), w: [O, N] with N = Σn_i, bias: [O] | none, y: [B, O] —
+// y = bias rows, then y += x_i · w[:, off_i : off_i + n_i]ᵀ for each part (lda n_i, ldb N; beta 1 after the first
+// product, or from the start when the bias rides in y). GPU: the same products through the matmul table's gemm.
+Napi::Value CatLinear(const Napi::CallbackInfo& info) {
+  std::vector<Tensor> xs = tensorListArg(info, 0, "xs");
+  const Tensor& w = tensorArg(info, 1, "weight");
+  const Tensor* biasArg = info.Length() > 2 && !info[2].IsNull() && !info[2].IsUndefined() ? &tensorArg(info, 2, "bias")
+                                                                                          : nullptr;
+  const CatLinearDims d = catLinearDims(xs, w, biasArg, "catLinear");
+  Tensor y = emptyLike({d.rows, d.out}, w.dtype, w);
+  if (y.numel() == 0) return wrap(info.Env(), y);
+  const bool hasBias = biasArg != nullptr;
+  Tensor bias = hasBias ? *biasArg : Tensor();
+  launch(w.device(), [xs, w, y, bias, hasBias, d] {
+    const int64_t rows = d.rows, N = d.in, O = d.out;
+    if (w.onCuda()) {
+      const int dt = cudaDtype(w.dtype);
+      const InnflowCudaMatmul& mm = cudaMatmul();
+      if (hasBias) cudaCheck(mm.broadcastMid(dt, bias.raw(), rows, O, 1, y.raw()), "catLinear");
+      for (size_t i = 0; i < xs.size(); i++) {
+        const double beta = hasBias || i > 0 ? 1.0 : 0.0;  // a part of width 0 with beta 0 writes zeros
+        cudaCheck(mm.gemm(dt, 0, 1, rows, O, d.widths[i], 1.0, xs[i].raw(), d.widths[i], 0, offsetRaw(w, d.offsets[i]),
+                          N, 0, beta, y.raw(), O, 0, 1),
+                  "catLinear");
+      }
+      return;
+    }
+    INNFLOW_DISPATCH(w.dtype, T, {
+      T* Y = y.data<T>();
+      if (hasBias) {
+        const T* bv = bias.data<T>();
+        overRows(rows, O, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; r++) std::memcpy(Y + r * O, bv, size_t(O) * sizeof(T));
+        });
+      }
+      const T* W = w.data<T>();
+      for (size_t i = 0; i < xs.size(); i++)
+        gemm<T>(false, true, rows, O, d.widths[i], T(1), xs[i].data<T>(), d.widths[i], W + d.offsets[i], N,
+                hasBias || i > 0 ? T(1) : T(0), Y, O);
+    });
+  });
+  return wrap(info.Env(), y);
+}
+
+// g: [B, O], xs: [B, n_i], w: [O, N] — gx_i = g · w[:, off_i : off_i + n_i] (B×O · O×n_i, ldb N);
+// gw[:, off_i : off_i + n_i] = gᵀ · x_i (O×B · B×n_i, written into gw's column block, ldc N); gbias = Σ_rows g.
+// needXs: one flag per part (an int list of 0/1). Every block of gw is written when needW, so it is never read
+// uninitialised.
+Napi::Value CatLinearBackward(const Napi::CallbackInfo& info) {
+  const Tensor& g = tensorArg(info, 0, "g");
+  std::vector<Tensor> xs = tensorListArg(info, 1, "xs");
+  const Tensor& w = tensorArg(info, 2, "weight");
+  const std::vector<int64_t> needXs = intListArg(info, 3, "needXs");
+  const bool needW = boolArg(info, 4, "needW"), needB = boolArg(info, 5, "needBias");
+  const CatLinearDims d = catLinearDims(xs, w, nullptr, "catLinear backward");
+  requireSameDtype(g, w, "catLinear backward");
+  requireSameDevice(g, w, "catLinear backward");
+  if (g.shape != Shape{d.rows, d.out})
+    fail("ERR_SHAPE", "catLinear backward: gradient shape " + shapeString(g.shape) + " differs from the output shape " +
+                          shapeString(Shape{d.rows, d.out}));
+  if (needXs.size() != xs.size())
+    fail("ERR_ARGUMENT", "catLinear backward: needXs has " + std::to_string(needXs.size()) + " flags for " +
+                             std::to_string(xs.size()) + " parts");
+  std::vector<Tensor> gxs(xs.size());
+  bool any = needW || needB;
+  for (size_t i = 0; i < xs.size(); i++)
+    if (needXs[i]) {
+      gxs[i] = emptyLike(xs[i].shape, w.dtype, w);
+      any = true;
+    }
+  Tensor gw, gb;
+  if (needW) gw = emptyLike(w.shape, w.dtype, w);
+  if (needB) gb = emptyLike({d.out}, w.dtype, w);
+  if (any)
+    launch(w.device(), [g, xs, w, gxs, gw, gb, needXs, needW, needB, d] {
+      const int64_t rows = d.rows, N = d.in, O = d.out;
+      if (w.onCuda()) {
+        const int dt = cudaDtype(w.dtype);
+        const InnflowCudaMatmul& mm = cudaMatmul();
+        for (size_t i = 0; i < xs.size(); i++) {
+          const int64_t n = d.widths[i], off = d.offsets[i];
+          if (needXs[i])
+            cudaCheck(mm.gemm(dt, 0, 0, rows, n, O, 1.0, g.raw(), O, 0, offsetRaw(w, off), N, 0, 0.0, gxs[i].raw(), n,
+                              0, 1),
+                      "catLinear backward");
+          if (needW)
+            cudaCheck(mm.gemm(dt, 1, 0, O, n, rows, 1.0, g.raw(), O, 0, xs[i].raw(), n, 0, 0.0, offsetRaw(gw, off), N,
+                              0, 1),
+                      "catLinear backward");
+        }
+        if (needB) cudaCheck(mm.sumOuterInner(dt, g.raw(), rows, O, 1, gb.raw(), 0), "catLinear backward");
+        return;
+      }
+      INNFLOW_DISPATCH(w.dtype, T, {
+        const T* G = g.data<T>();
+        const T* W = w.data<T>();
+        for (size_t i = 0; i < xs.size(); i++) {
+          const int64_t n = d.widths[i], off = d.offsets[i];
+          if (needXs[i]) gemm<T>(false, false, rows, n, O, T(1), G, O, W + off, N, T(0), gxs[i].data<T>(), n);
+          if (needW) gemm<T>(true, false, O, n, rows, T(1), G, O, xs[i].data<T>(), n, T(0), gw.data<T>() + off, N);
+        }
+        if (needB) columnSums<T>(G, rows, O, gb.data<T>());
+      });
+    });
+  Napi::Env env = info.Env();
+  Napi::Array gx = Napi::Array::New(env, xs.size());
+  for (size_t i = 0; i < xs.size(); i++) gx.Set(uint32_t(i), wrapOrNull(env, needXs[i] ? &gxs[i] : nullptr));
+  Napi::Array out = Napi::Array::New(env, 3);
+  out.Set(0u, gx);
+  out.Set(1u, wrapOrNull(env, needW ? &gw : nullptr));
+  out.Set(2u, wrapOrNull(env, needB ? &gb : nullptr));
+  return out;
+}
+
 // ======================================================================================== backend selection
 
 std::string stringArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
@@ -1221,6 +1387,8 @@ void registerMatmul(Napi::Env env, Napi::Object exports) {
   defineFunction(env, exports, "linear", Linear);
   defineFunction(env, exports, "linearBackward", LinearBackward);
   defineFunction(env, exports, "linearActivationBackward", LinearActivationBackward);
+  defineFunction(env, exports, "catLinear", CatLinear);
+  defineFunction(env, exports, "catLinearBackward", CatLinearBackward);
   defineFunction(env, exports, "setGemmBackend", SetGemmBackend);
   defineFunction(env, exports, "getGemmBackend", GetGemmBackend);
   defineFunction(env, exports, "setGemmKernel", SetGemmKernel);
