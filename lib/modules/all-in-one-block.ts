@@ -263,6 +263,13 @@ export class AllInOneBlock extends InvertibleModule {
     return this.mix(x, inverse ? this.rotationInverse(w) : (w as Tensor), null)
   }
 
+  /** The forward global affine and rotation folded into a matrix and a bias: W·(Ψ ⊙ u + b) = (W·diag Ψ)·u + W·b. */
+  private foldForward(psi: Tensor | null, w: Tensor): [Tensor, Tensor] {
+    const c = this.channels
+    const m = psi ? w.mul(psi.reshape([1, c])) : w
+    return [m, ops.linear(this.globalOffset.reshape([1, c]), w).reshape([c])]
+  }
+
   /**
    * The global affine and the rotation: z = W·(u·Ψ + b), or its inverse u = (Wᵀ·z − b)/Ψ. The per-channel scale
    * and offset are folded into the C×C matrix and a bias, so the data pass once through one linear/1×1
@@ -274,9 +281,8 @@ export class AllInOneBlock extends InvertibleModule {
     const c = this.channels
     const bRow = b.reshape([1, c])
     if (!rev) {
-      // W·(Ψ ⊙ u + b) = (W·diag Ψ)·u + W·b
-      const m = psi ? (w as Tensor).mul(psi.reshape([1, c])) : (w as Tensor)
-      return this.mix(x, m, ops.linear(bRow, w as Tensor).reshape([c]))
+      const [m, bias] = this.foldForward(psi, w as Tensor)
+      return this.mix(x, m, bias)
     }
     // (Wᵀ z − b)/Ψ = (diag(1/Ψ)·Wᵀ)·z − b/Ψ
     const wInv = this.rotationInverse(w)
@@ -287,10 +293,15 @@ export class AllInOneBlock extends InvertibleModule {
 
   /**
    * z = P·(cat(x1, y2)·Ψ + b): for a hard permutation one fused op (the same roundings as cat, mul, add,
-   * indexSelect, in one pass and one tape entry), else the concatenation and {@link affineAndPermute}.
+   * indexSelect, in one pass and one tape entry); for a rotation of 2-D data one catLinear with the folded matrix
+   * and bias (no concatenation is made); else the concatenation and {@link affineAndPermute}.
    */
   private catAffineAndPermute(x1: Tensor, y2: Tensor, psi: Tensor | null, w: Tensor | null): Tensor {
     if (this.permKind === 'hard') return ops.catAffinePermute(x1, y2, psi, this.globalOffset, this.wPerm as Tensor)
+    if (x1.ndim === 2) {
+      const [m, bias] = this.foldForward(psi, w as Tensor)
+      return ops.catLinear([x1, y2], m, bias)
+    }
     return this.affineAndPermute(ops.cat([x1, y2], 1), psi, false, w)
   }
 

@@ -5,6 +5,7 @@
  * a part of width 0, an empty batch, wide parts (more than a GEMM tile), only some gradients wanted; errors.
  */
 import { grad, ops, tensor, Tensor, tidy, zeros } from '../../lib'
+import { bindingFor, NativeTensor } from '../../lib/binding'
 import { expectClose, expectCode, gradCheck, input, randomValues } from '../helpers'
 
 type DT = 'float32' | 'float64'
@@ -130,3 +131,24 @@ describe('catLinear: errors', () => {
       expectCode(() => ops.catLinear([x1, x2], w, make([3], 8, 'float32')), 'ERR_DTYPE')
     }))
 })
+
+interface Raw {
+  catLinearBackward(g: NativeTensor, xs: NativeTensor[], w: NativeTensor, needXs: number[], needW: boolean, needBias: boolean): unknown
+}
+const Raw = bindingFor<Raw>()
+
+test('catLinearBackward called directly: a gradient of the wrong shape, needXs of the wrong length', () => {
+  const x1 = rawTensor(6, [3, 2])
+  const x2 = rawTensor(3, [3, 1])
+  const w = rawTensor(6, [2, 3])
+  const g = rawTensor(6, [3, 2])
+  const bad = rawTensor(9, [3, 3])
+  expectCode(() => Raw.catLinearBackward(bad, [x1, x2], w, [1, 1], true, true), 'ERR_SHAPE')
+  expectCode(() => Raw.catLinearBackward(g, [x1, x2], w, [1], true, true), 'ERR_ARGUMENT')
+  expectCode(() => Raw.catLinearBackward(g, [], w, [], true, true), 'ERR_ARGUMENT')
+  ;[x1, x2, w, g, bad].forEach((t) => t.dispose())
+})
+
+function rawTensor(n: number, shape: number[]): NativeTensor {
+  return bindingFor<{ fromArray(v: number[], s: number[], d: string): NativeTensor }>().fromArray(randomValues(n, n), shape, 'float64')
+}
