@@ -66,6 +66,29 @@ struct Allocator {
     return p;
   }
 
+  // A block of exactly `bytes` (64-byte multiple), outside the size classes and the cache: a compiled step's arena
+  // is allocated once, so rounding it up to a class would only waste memory.
+  void* takeExact(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex);
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) {
+      releaseCacheLocked();
+      p = std::aligned_alloc(64, bytes);
+    }
+    if (!p) fail("ERR_OOM", "out of host memory allocating " + std::to_string(bytes) + " bytes");
+    liveBytes += static_cast<int64_t>(bytes);
+    if (liveBytes > peakBytes) peakBytes = liveBytes;
+    liveStorages++;
+    return p;
+  }
+
+  void giveExact(void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex);
+    liveBytes -= static_cast<int64_t>(bytes);
+    liveStorages--;
+    std::free(p);
+  }
+
   void give(void* p, size_t r) {
     std::lock_guard<std::mutex> lock(mutex);
     liveBytes -= static_cast<int64_t>(r);
@@ -118,9 +141,9 @@ Storage::~Storage() {
 
 std::shared_ptr<void> makeArena(size_t bytes, Device device) {
   if (device == Device::CPU) {
-    size_t rounded = 0;
-    void* p = allocator().take(bytes, &rounded);
-    return std::shared_ptr<void>(p, [rounded](void* q) { allocator().give(q, rounded); });
+    const size_t exact = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+    void* p = allocator().takeExact(exact);
+    return std::shared_ptr<void>(p, [exact](void* q) { allocator().giveExact(q, exact); });
   }
   void* p = cudaAllocate(bytes);
   liveCudaBytes += int64_t(bytes);
