@@ -7,23 +7,14 @@
  */
 import {
   ConditionNode, GraphINN, grad, InputNode, manualSeed, memory, modules as Fm, nn, Node, noGrad, optim, OutputNode, randn,
-  resetPeak, setDefaultDtype, Tensor, tidy,
+  resetPeak, Tensor, tidy,
 } from '../../lib'
 import type { DType } from '../../lib'
 import { expectCode, relErr } from '../helpers'
+import { asF64, build, disposeNet, expectGradsClose, fc } from './backprop-compare'
 
-const fc = (width: number) => (cIn: number, cOut: number) => new nn.Sequential(new nn.Linear(cIn, width), new nn.ReLU(), new nn.Linear(width, cOut))
 
 /** Builds a graph in the given dtype (parameters drawn from seed 7, so two builds are identical). */
-function build(dtype: DType, make: () => GraphINN): GraphINN {
-  setDefaultDtype(dtype)
-  try {
-    manualSeed(7)
-    return make()
-  } finally {
-    setDefaultDtype('float32')
-  }
-}
 
 interface Case {
   name: string
@@ -128,8 +119,6 @@ interface Grads {
   params: Float64Array[]
 }
 
-const asF64 = (t: Tensor | null): Float64Array => Float64Array.from(t ? t.toArray() : [])
-
 /** One forward/backward in the chosen mode; returns the loss, the log-det and every gradient (and clears them). */
 function gradients(inn: GraphINN, dtype: DType, shapes: number[][], condShapes: number[][], invertible: boolean, rev = false): Grads {
   inn.invertibleBackprop = invertible
@@ -166,30 +155,11 @@ function gradients(inn: GraphINN, dtype: DType, shapes: number[][], condShapes: 
 function expectSameGrads(a: Grads, b: Grads, tol: number): void {
   expect(relErr([a.loss], [b.loss])).toBeLessThanOrEqual(tol)
   expect(relErr(a.logDet, b.logDet)).toBeLessThanOrEqual(tol)
-  expect(a.x.length).toBe(b.x.length)
-  a.x.forEach((g, i) => {
-    expect(g.length).toBeGreaterThan(0)
-    expect(relErr(g, b.x[i])).toBeLessThanOrEqual(tol)
-  })
-  expect(a.c.length).toBe(b.c.length)
-  a.c.forEach((g, i) => {
-    expect(g.length).toBeGreaterThan(0)
-    expect(relErr(g, b.c[i])).toBeLessThanOrEqual(tol)
-  })
-  expect(a.params.length).toBe(b.params.length)
-  a.params.forEach((g, i) => {
-    expect(g.length).toBe(b.params[i].length)
-    expect(relErr(g, b.params[i])).toBeLessThanOrEqual(tol)
-  })
+  expectGradsClose(a.x, b.x, tol)
+  expectGradsClose(a.c, b.c, tol)
+  expectGradsClose(a.params, b.params, tol, true)
 }
 
-function disposeNet(inn: GraphINN): void {
-  for (const p of inn.parameters()) {
-    p.grad?.dispose()
-    p.dispose()
-  }
-  for (const b of inn.buffers()) b.dispose()
-}
 
 describe.each(cases)('graph invertible backprop: $name', ({ make, shapes, conds }) => {
   test.each([

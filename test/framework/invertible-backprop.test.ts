@@ -5,25 +5,15 @@
  */
 import {
   GraphINN, grad, InputNode, manualSeed, memory, modules as Fm, nn, Node, noGrad, optim, OutputNode, randn, resetPeak,
-  SequenceINN, setDefaultDtype, Tensor, tidy,
+  SequenceINN, Tensor, tidy,
 } from '../../lib'
 import type { DType } from '../../lib'
 import { expectCode, relErr } from '../helpers'
+import { asF64, build, disposeNet, expectGradsClose, fc } from './backprop-compare'
 
-const fc = (width: number) => (cIn: number, cOut: number) => new nn.Sequential(new nn.Linear(cIn, width), new nn.ReLU(), new nn.Linear(width, cOut))
 const conv = (width: number) => (cIn: number, cOut: number) =>
   new nn.Sequential(new nn.Conv2d(cIn, width, 3, { padding: 1 }), new nn.ReLU(), new nn.Conv2d(width, cOut, 3, { padding: 1 }))
 
-/** Builds a network in the given dtype (parameters drawn from seed 7, so two builds are identical). */
-function build(dtype: DType, make: () => SequenceINN): SequenceINN {
-  setDefaultDtype(dtype)
-  try {
-    manualSeed(7)
-    return make()
-  } finally {
-    setDefaultDtype('float32')
-  }
-}
 
 interface Case {
   name: string
@@ -104,8 +94,6 @@ interface Grads {
   params: Float64Array[]
 }
 
-const asF64 = (t: Tensor | null): Float64Array => Float64Array.from(t ? t.toArray() : [])
-
 /** One forward/backward in the chosen mode; returns the loss and every gradient (and clears them). */
 function gradients(inn: SequenceINN, dtype: DType, shape: number[], condShapes: number[][], invertible: boolean, rev = false): Grads {
   inn.invertibleBackprop = invertible
@@ -132,25 +120,10 @@ function expectSameGrads(a: Grads, b: Grads, tol: number): void {
   expect(relErr([a.loss], [b.loss])).toBeLessThanOrEqual(tol)
   expect(a.x.length).toBeGreaterThan(0)
   expect(relErr(a.x, b.x)).toBeLessThanOrEqual(tol)
-  expect(a.c.length).toBe(b.c.length)
-  a.c.forEach((g, i) => {
-    expect(g.length).toBeGreaterThan(0)
-    expect(relErr(g, b.c[i])).toBeLessThanOrEqual(tol)
-  })
-  expect(a.params.length).toBe(b.params.length)
-  a.params.forEach((g, i) => {
-    expect(g.length).toBe(b.params[i].length)
-    expect(relErr(g, b.params[i])).toBeLessThanOrEqual(tol)
-  })
+  expectGradsClose(a.c, b.c, tol)
+  expectGradsClose(a.params, b.params, tol, true)
 }
 
-function disposeNet(inn: SequenceINN): void {
-  for (const p of inn.parameters()) {
-    p.grad?.dispose()
-    p.dispose()
-  }
-  for (const b of inn.buffers()) b.dispose()
-}
 
 describe.each(cases)('invertible backprop: $name', ({ make, shape, conds }) => {
   test.each([
