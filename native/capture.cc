@@ -152,7 +152,7 @@ int pauses = 0;
 int64_t tracedKernel = -1;  // the index of the kept kernel running now, -1 outside kernels
 std::mutex traceMutex;
 
-void updateTracing() { gTraceAccesses = current && pauses == 0; }
+void updateTracing() { gTraceAccesses.store(current && pauses == 0, std::memory_order_relaxed); }
 
 // The memory plan. Candidates are the storages made while capturing that are still alive, held by no JavaScript
 // handle, touched by at least one kept kernel and never touched outside one (a storage filled at an entry point, such
@@ -316,12 +316,18 @@ Napi::Value SetSlot(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-bool gTraceAccesses = false;
+std::atomic<bool> gTraceAccesses{false};
 
 bool capturing() { return current && pauses == 0; }
 
-void beginKernelTrace() { tracedKernel = int64_t(current->kernels.size()); }
-void endKernelTrace() { tracedKernel = -1; }
+void beginKernelTrace() {
+  std::lock_guard<std::mutex> lock(traceMutex);
+  tracedKernel = int64_t(current->kernels.size());
+}
+void endKernelTrace() {
+  std::lock_guard<std::mutex> lock(traceMutex);
+  tracedKernel = -1;
+}
 
 void noteStorageAccess(Storage* s) {
   if (!s || !s->plan.candidate) return;

@@ -3,6 +3,7 @@
 #pragma once
 #include <napi.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -52,7 +53,8 @@ struct Storage {
 };
 
 // While a step is being captured, every access to a tensor's memory is noted for the memory plan (capture.cc).
-extern bool gTraceAccesses;
+// (Atomic because kernels read it from the thread pool's workers; set only between kernels.)
+extern std::atomic<bool> gTraceAccesses;
 void noteStorageAccess(Storage* s);
 
 // What a kernel sees: contiguous row-major data, a shape and a dtype.
@@ -63,11 +65,11 @@ struct Tensor {
   int64_t numel() const { return numelOf(shape); }
   int64_t dim() const { return static_cast<int64_t>(shape.size()); }
   template <class T> T* data() const {
-    if (gTraceAccesses) noteStorageAccess(storage.get());
+    if (gTraceAccesses.load(std::memory_order_relaxed)) noteStorageAccess(storage.get());
     return static_cast<T*>(storage->data);
   }
   void* raw() const {
-    if (gTraceAccesses) noteStorageAccess(storage.get());
+    if (gTraceAccesses.load(std::memory_order_relaxed)) noteStorageAccess(storage.get());
     return storage->data;
   }
   Device device() const { return storage ? storage->device : Device::CPU; }
