@@ -62,7 +62,8 @@ export interface CompiledStep<A extends Tensor[], R extends StepOutput> {
    * Runs one step on `inputs`. The first `warmup` calls run the step function eagerly; the next call captures
    * it (and is itself a normal step); later calls with inputs of the same shapes, dtypes and devices replay the
    * capture. Inputs of another signature are captured anew. A replay returns the same tensors as its capture,
-   * overwritten with this step's values: read them (or copy them) before the next call.
+   * overwritten with this step's values: read them (or copy them) before the next call. Disposing them is allowed
+   * (the next call then captures again) but not needed: they belong to the compiled step.
    */
   (...inputs: A): R
   /** What the most recently used capture holds (null before the first capture). */
@@ -202,6 +203,12 @@ export function compileStep<A extends Tensor[], R extends StepOutput>(
     if (c && c.generation !== compiledGeneration()) {
       // a tensor a capture may hold was replaced (module.to, optimiser state loaded): capture again
       releaseAll()
+      c = undefined
+    }
+    if (c && resultTensors(name, c.result).some((t) => t.isDisposed)) {
+      // the caller disposed a result: the replay could not hand it back, so this signature is captured again
+      drop(c)
+      captures.delete(key)
       c = undefined
     }
     if (!c) return capture(key, inputs)

@@ -137,6 +137,20 @@ describe('compileStep', () => {
     step.release()
   })
 
+  test('a disposed result is captured again instead of being handed back', () => {
+    const { body } = setup()
+    const step = compileStep(body, { warmup: 0 })
+    step(batch(1))
+    const loss = step(batch(2))
+    expect(step.captures).toBe(1)
+    loss.dispose()
+    const next = step(batch(3))
+    expect(next.isDisposed).toBe(false)
+    expect(Number.isFinite(next.item())).toBe(true)
+    expect(step.captures).toBe(2)
+    step.release()
+  })
+
   test('reading a value inside the step is ERR_CAPTURE and leaves no capture running', () => {
     const { net } = setup()
     const step = compileStep((x: Tensor) => {
