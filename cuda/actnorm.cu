@@ -51,7 +51,11 @@ __global__ void backwardKernel(const T* __restrict__ gy, const T* __restrict__ g
     for (int64_t idx = threadIdx.x; idx < B * S; idx += blockDim.x) {
       const int64_t b = idx / S, s = idx % S;
       const int64_t i = (b * C + c) * S + s;
-      const T g = gy ? gy[i] : T(0);
+      if (!gy) {
+        if (gx) gx[i] = T(0);  // as the CPU: zeros, not 0·e (NaN where e overflows)
+        continue;
+      }
+      const T g = gy[i];
       if (rev) {
         if (gx) gx[i] = g * e;
         pg += double(g);
