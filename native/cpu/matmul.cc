@@ -957,7 +957,12 @@ template <class T, int ACT>
 __attribute__((noinline, target_clones("avx2", "default"))) void activationGradLoop(const T* __restrict g,
                                                                                    const T* __restrict y,
                                                                                    T* __restrict gz, int64_t n) {
-  for (int64_t i = 0; i < n; i++) gz[i] = ACT == A_RELU ? (y[i] > T(0) ? g[i] : T(0)) : g[i] * (T(1) - y[i] * y[i]);
+  // g[i] is read unconditionally: written as `y > 0 ? g[i] : 0` GCC reads g through a masked load (vmaskmovps), which
+  // made this pass over a 4096 × 256 layer take 0.57 ms instead of ~0.1 on AMD cores.
+  for (int64_t i = 0; i < n; i++) {
+    const T gi = g[i], yi = y[i];
+    gz[i] = ACT == A_RELU ? (yi > T(0) ? gi : T(0)) : gi * (T(1) - yi * yi);
+  }
 }
 
 // Rows of n values each, split over the pool when there are more than ~256k values (the elementwise grain).
@@ -1031,6 +1036,34 @@ void columnSums(const T* g, int64_t R, int64_t O, T* out) {
     T s = partial[size_t(o)];
     for (int64_t p = 1; p < parts; p++) s += partial[size_t(p * O + o)];
     out[o] = s;
+  }
+}
+
+// gz = g·act'(z) (activationGradLoop) and, when gb is given, gb = Σ_rows gz in the same pass: each row of gz is
+// summed while it is still in L1 instead of reading the whole of gz again (4 MB for a 4096 × 256 hidden layer).
+// Rows are split and summed exactly as columnSums splits and sums them, so gb equals columnSums(gz) bit for bit.
+template <class T, int ACT>
+void activationGradAndColumnSums(const T* g, const T* y, T* gz, int64_t R, int64_t O, T* gb) {
+  if (!gb) {
+    overRows(R, O, [&](int64_t r0, int64_t r1) { activationGradLoop<T, ACT>(g + r0 * O, y + r0 * O, gz + r0 * O, (r1 - r0) * O); });
+    return;
+  }
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(numThreads(), R * O / 262144));
+  std::vector<T> partial(size_t(parts * O), T(0));
+  parallelFor(parts, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) {
+      T* acc = partial.data() + p * O;
+      for (int64_t r = R * p / parts; r < R * (p + 1) / parts; r++) {
+        activationGradLoop<T, ACT>(g + r * O, y + r * O, gz + r * O, O);
+        const T* row = gz + r * O;
+        for (int64_t o = 0; o < O; o++) acc[o] += row[o];
+      }
+    }
+  });
+  for (int64_t o = 0; o < O; o++) {
+    T sum = partial[size_t(o)];
+    for (int64_t p = 1; p < parts; p++) sum += partial[size_t(p * O + o)];
+    gb[o] = sum;
   }
 }
 
@@ -1137,11 +1170,13 @@ Napi::Value LinearActivationBackward(const Napi::CallbackInfo& info) {
             const T* G = g.data<T>();
             const T* Y = y.data<T>();
             T* GZ = gz.data<T>();
-            overRows(rows, O, [&](int64_t r0, int64_t r1) {
-              if (act == A_RELU) activationGradLoop<T, A_RELU>(G + r0 * O, Y + r0 * O, GZ + r0 * O, (r1 - r0) * O);
-              else activationGradLoop<T, A_TANH>(G + r0 * O, Y + r0 * O, GZ + r0 * O, (r1 - r0) * O);
-            });
+            T* GB = needB ? gb.data<T>() : nullptr;
+            if (act == A_RELU) activationGradAndColumnSums<T, A_RELU>(G, Y, GZ, rows, O, GB);
+            else activationGradAndColumnSums<T, A_TANH>(G, Y, GZ, rows, O, GB);
           });
+          // the bias gradient is already summed
+          linearProducts(gz, x, w, gx, gw, gb, needX, needW, false, rows, in, O);
+          return;
         }
       }
       linearProducts(gz, x, w, gx, gw, gb, needX, needW, needB, rows, in, O);

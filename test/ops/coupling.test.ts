@@ -199,6 +199,30 @@ describe('affineCoupling: gradients (float64 finite differences)', () => {
     }))
 })
 
+describe('affineCoupling: rows are computed in blocks (about 4096 values each)', () => {
+  // Without GIN the CPU kernel runs blocks of rows in one loop: every row must come out exactly as it does alone,
+  // whatever block it falls in (full blocks, a partial last block, and blocks of a single wide row).
+  for (const [rows, n] of [[300, 32], [1000, 5], [3, 5000]])
+    for (const rev of [false, true])
+      test(`${rows} rows of ${n}, rev=${rev}: each row equals the row computed alone`, () =>
+        tidy(() => {
+          const a = make([rows, 2 * n], 21, 'float32')
+          const x2 = make([rows, n], 22, 'float32', -1, 1)
+          const opts = { clampKind: 'TANH_DIV' as CouplingClampKind, preScale: 0.1, clamp: 2, rev }
+          const [y, l] = ops.affineCoupling(a, x2, opts)
+          const ys = y.toArray()
+          const ls = l.toArray()
+          for (const r of [0, 1, Math.floor(rows / 2), rows - 1]) {
+            const [yr, lr] = ops.affineCoupling(a.narrow(0, r, 1), x2.narrow(0, r, 1), opts)
+            expect(Array.from(ys.subarray(r * n, (r + 1) * n))).toEqual(Array.from(yr.toArray()))
+            expect(ls[r]).toBe(lr.toArray()[0])
+          }
+          const [y64, l64] = ops.affineCoupling(a.to({ dtype: 'float64' }), x2.to({ dtype: 'float64' }), opts)
+          expect(relErr(ys, y64.toArray())).toBeLessThanOrEqual(1e-5)
+          expect(relErr(ls, l64.toArray())).toBeLessThanOrEqual(1e-5)
+        }))
+})
+
 describe('affineCoupling: shapes and errors', () => {
   test('one-channel halves, a single sample, and empty batches', () =>
     tidy(() => {

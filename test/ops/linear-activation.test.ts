@@ -3,7 +3,7 @@
  * against linear followed by the elementwise activation (bit for bit on the CPU, float64 and float32, forward and
  * every gradient), finite-difference gradients in float64, shapes (batched, 1-D, no bias, empty) and errors.
  */
-import { grad, ops, tensor, Tensor, tidy } from '../../lib'
+import { getNumThreads, grad, ops, setNumThreads, tensor, Tensor, tidy } from '../../lib'
 import { core } from '../../lib/binding'
 import type { LinearActivation } from '../../lib/ops/matmul'
 import { expectCode, gradCheck, input, randomValues } from '../helpers'
@@ -51,6 +51,30 @@ describe('linear with an activation: equals linear then the activation, bit for 
             expect(fused.length).toBe(plain.length)
             fused.forEach((v, k) => expect(v).toEqual(plain[k]))
           }))
+
+  // Above 2 × 262144 values with two threads the bias gradient is summed in two parts of rows, in the same pass as the
+  // activation's gradient: the parts must be the ones the plain bias gradient (columnSums) takes.
+  for (const act of ACTS)
+    test(`${act}: a layer large enough to sum the bias gradient in parts on two threads`, () => {
+      const before = getNumThreads()
+      setNumThreads(2)
+      try {
+        tidy(() => {
+          const run = (fused: boolean) => {
+            const x = make([4100, 3], 11, 'float32', true)
+            const w = make([130, 3], 12, 'float32', true)
+            const b = make([130], 13, 'float32', true)
+            const y = fused ? ops.linear(x, w, b, { activation: act }) : composed(act, x, w, b)
+            const gs = grad(y.mul(make([...y.shape], 14, 'float32')).sum(), [x, w, b]) as Tensor[]
+            return gs.map((t) => Array.from(t.toArray()))
+          }
+          const fused = run(true)
+          run(false).forEach((v, k) => expect(fused[k]).toEqual(v))
+        })
+      } finally {
+        setNumThreads(before)
+      }
+    })
 
   test("activation 'none' and no options are plain linear", () =>
     tidy(() => {
