@@ -30,6 +30,7 @@ import { isGradEnabled, noGrad } from '../autograd/tape'
 import { argumentError, InnflowError } from '../errors'
 import type { Module } from '../nn/module'
 import * as ops from '../ops'
+import { recordCatLinear } from '../ops/matmul'
 import { getDefaultDtype } from '../dtype'
 import { eye, full, randn, randperm, tensor, Tensor, zeros } from '../tensor'
 import { tidy } from '../scope'
@@ -380,7 +381,14 @@ export class AllInOneBlock extends InvertibleModule {
     x2.requiresGrad = needInput
     const [y2, coupledLogDet] = this.couple(a, x2, false)
     let logDet = coupledLogDet
-    const out = this.catAffineAndPermute(x1, y2, psi, w)
+    let out: Tensor
+    if (this.permKind === 'soft' && x1.ndim === 2) {
+      // catLinear's gradients do not depend on its output: record them against (a handle of) y, which the rebuilt
+      // halves would give back up to rounding, instead of computing the product again
+      const [m, bias] = this.foldForward(psi, w as Tensor)
+      out = noGrad(() => y.reshape([...y.shape]))
+      recordCatLinear([x1, y2], m, bias, out)
+    } else out = this.catAffineAndPermute(x1, y2, psi, w)
     if (psi) logDet = logDet.add(psi.log().sum().mul(this.nPix))
     return {
       x: noGrad(() => ops.cat([x1Value, x2Value], 1)),

@@ -216,23 +216,31 @@ export function catLinear(xs: readonly Tensor[], weight: Tensor, bias?: Tensor |
     throw new InnflowError('ERR_SHAPE', `catLinear: bias ${fmt(b.shape)} does not match weight ${fmt(weight.shape)} (expected [${out}])`)
   const parts = xs.slice()
   const y = fromHandle(N.catLinear(parts.map((x) => x.handle), weight.handle, b ? b.handle : null))
-  if (isGradEnabled()) {
-    const inputs = b ? [...parts, weight, b] : [...parts, weight]
-    record('catLinear', inputs, [y], (gs) => {
-      const g = gs[0] as Tensor
-      const [gxs, gw, gb] = N.catLinearBackward(
-        g.handle,
-        parts.map((x) => x.handle),
-        weight.handle,
-        parts.map((x) => (x.requiresGrad ? 1 : 0)),
-        weight.requiresGrad,
-        b !== null && b.requiresGrad,
-      )
-      const grads = [...gxs.map(wrap), wrap(gw)]
-      return b ? [...grads, wrap(gb)] : grads
-    })
-  }
+  if (isGradEnabled()) recordCatLinear(parts, weight, b, y)
   return y
+}
+
+/**
+ * @internal Records catLinear's backward with `y` as its output without computing the product: invertible
+ * backprop's rebuild (AllInOneBlock) already holds the block's output, and catLinear's gradients do not depend on
+ * it. `y` must be a handle of its own (it receives the tape entry); the inputs are not checked again.
+ */
+export function recordCatLinear(xs: readonly Tensor[], weight: Tensor, bias: Tensor | null, y: Tensor): void {
+  const parts = xs.slice()
+  const inputs = bias ? [...parts, weight, bias] : [...parts, weight]
+  record('catLinear', inputs, [y], (gs) => {
+    const g = gs[0] as Tensor
+    const [gxs, gw, gb] = N.catLinearBackward(
+      g.handle,
+      parts.map((x) => x.handle),
+      weight.handle,
+      parts.map((x) => (x.requiresGrad ? 1 : 0)),
+      weight.requiresGrad,
+      bias !== null && bias.requiresGrad,
+    )
+    const grads = [...gxs.map(wrap), wrap(gw)]
+    return bias ? [...grads, wrap(gb)] : grads
+  })
 }
 
 /**

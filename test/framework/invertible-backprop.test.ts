@@ -8,6 +8,7 @@ import {
   SequenceINN, Tensor, tidy,
 } from '../../lib'
 import type { DType } from '../../lib'
+import { core } from '../../lib/binding'
 import { expectCode, relErr } from '../helpers'
 import { asF64, build, disposeNet, expectGradsClose, fc } from './backprop-compare'
 
@@ -342,6 +343,30 @@ describe('invertible backprop: training, memory and options', () => {
       disposeNet(invertible)
     } finally {
       spy.mockRestore()
+    }
+  })
+
+  test('the rebuild of a soft-permutation AllInOneBlock on 2-D data computes no catLinear product: only its backward', () => {
+    const make = () => new SequenceINN(6).append(Fm.AllInOneBlock, { subnetConstructor: fc(8), permuteSoft: true }).append(Fm.AllInOneBlock, { subnetConstructor: fc(8), permuteSoft: true })
+    const normal = build('float64', make)
+    const invertible = build('float64', make)
+    const native = core as unknown as Record<string, (...args: unknown[]) => unknown>
+    const calls = { catLinear: 0, catLinearBackward: 0 }
+    const saved = { catLinear: native.catLinear, catLinearBackward: native.catLinearBackward }
+    for (const k of ['catLinear', 'catLinearBackward'] as const)
+      native[k] = (...args: unknown[]) => {
+        calls[k]++
+        return saved[k](...args)
+      }
+    try {
+      const got = gradients(invertible, 'float64', [7, 6], [], true)
+      // two blocks: two products in the forward pass, none in the rebuild; two backward passes
+      expect(calls).toEqual({ catLinear: 2, catLinearBackward: 2 })
+      expectSameGrads(got, gradients(normal, 'float64', [7, 6], [], false), 1e-9)
+    } finally {
+      Object.assign(native, saved)
+      disposeNet(normal)
+      disposeNet(invertible)
     }
   })
 
