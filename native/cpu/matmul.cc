@@ -1018,17 +1018,19 @@ Tensor linearForward(const Tensor& x, const Tensor& w, const Tensor* biasArg, in
   return y;
 }
 
-// Column sums of an R×O matrix (the bias gradient): row ranges summed in parallel, then the partials added.
-template <class T>
-void columnSums(const T* g, int64_t R, int64_t O, T* out) {
+// Column sums of an R×O matrix (the bias gradient) whose row r is at row(r): row ranges summed in parallel, then the
+// partials added. row(r) may compute the row first (activationGradAndColumnSums); rows are summed in this split
+// and order whatever they come from, so the sums agree bit for bit.
+template <class T, class RowFn>
+void columnSumsOf(int64_t R, int64_t O, T* out, RowFn&& row) {
   const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(numThreads(), R * O / 262144));
   std::vector<T> partial(size_t(parts * O), T(0));
   parallelFor(parts, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; p++) {
       T* acc = partial.data() + p * O;
       for (int64_t r = R * p / parts; r < R * (p + 1) / parts; r++) {
-        const T* row = g + r * O;
-        for (int64_t o = 0; o < O; o++) acc[o] += row[o];
+        const T* v = row(r);
+        for (int64_t o = 0; o < O; o++) acc[o] += v[o];
       }
     }
   });
@@ -1039,32 +1041,23 @@ void columnSums(const T* g, int64_t R, int64_t O, T* out) {
   }
 }
 
+template <class T>
+void columnSums(const T* g, int64_t R, int64_t O, T* out) {
+  columnSumsOf<T>(R, O, out, [&](int64_t r) { return g + r * O; });
+}
+
 // gz = g·act'(z) (activationGradLoop) and, when gb is given, gb = Σ_rows gz in the same pass: each row of gz is
 // summed while it is still in L1 instead of reading the whole of gz again (4 MB for a 4096 × 256 hidden layer).
-// Rows are split and summed exactly as columnSums splits and sums them, so gb equals columnSums(gz) bit for bit.
 template <class T, int ACT>
 void activationGradAndColumnSums(const T* g, const T* y, T* gz, int64_t R, int64_t O, T* gb) {
   if (!gb) {
     overRows(R, O, [&](int64_t r0, int64_t r1) { activationGradLoop<T, ACT>(g + r0 * O, y + r0 * O, gz + r0 * O, (r1 - r0) * O); });
     return;
   }
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(numThreads(), R * O / 262144));
-  std::vector<T> partial(size_t(parts * O), T(0));
-  parallelFor(parts, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; p++) {
-      T* acc = partial.data() + p * O;
-      for (int64_t r = R * p / parts; r < R * (p + 1) / parts; r++) {
-        activationGradLoop<T, ACT>(g + r * O, y + r * O, gz + r * O, O);
-        const T* row = gz + r * O;
-        for (int64_t o = 0; o < O; o++) acc[o] += row[o];
-      }
-    }
+  columnSumsOf<T>(R, O, gb, [&](int64_t r) {
+    activationGradLoop<T, ACT>(g + r * O, y + r * O, gz + r * O, O);
+    return static_cast<const T*>(gz + r * O);
   });
-  for (int64_t o = 0; o < O; o++) {
-    T sum = partial[size_t(o)];
-    for (int64_t p = 1; p < parts; p++) sum += partial[size_t(p * O + o)];
-    gb[o] = sum;
-  }
 }
 
 Napi::Value Linear(const Napi::CallbackInfo& info) {
