@@ -58,6 +58,9 @@ function load(): unknown {
   const root = packageRoot()
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // INNFLOW_ADDON: the path of an innflow.node to load instead (testing: the CUDA emulator's build, tools/cuda-emu)
+    const override = process.env.INNFLOW_ADDON
+    if (override) return require(path.resolve(override)) as unknown
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown
     return nodeGypBuild(root)
   } catch (e) {
