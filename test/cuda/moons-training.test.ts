@@ -17,6 +17,12 @@ function trainMoons(device: Device, dtype: DType, steps: number): { losses: numb
       })
     flow.append(modules.ActNorm)
     flow.to({ device })
+  // ActNorm initialises itself on its own batch, not on the first training batch: there its data-dependent init
+  // makes the loss stationary in ActNorm's loc and the offset before it, so their first gradients would be pure
+  // rounding noise, which Adam turns into ±lr steps that differ between any two float32 backends.
+  tidy(() => {
+    flow.forward(data.moons(256, { dtype }).to({ device }))
+  })
     const opt = new optim.Adam(flow.parameters(), { lr: 1e-3 })
     manualSeed(11)
     const batches: Tensor[] = tidy(() => Array.from({ length: steps }, () => data.moons(256, { dtype })))
