@@ -1,10 +1,16 @@
-// The emulator's cuBLAS and cuBLASLt: column-major GEMMs computed on the CPU in double precision and rounded once,
-// queued on the stream like the library's kernels (so a capture records them). The fast float32 compute types round
+// The emulator's cuBLAS and cuBLASLt: column-major GEMMs computed on the CPU (through OpenBLAS where the build found it,
+// otherwise in double precision, rounded once), queued on the stream like the library's kernels (so a capture records them). The fast float32 compute types round
 // the operands first, as the tensor cores read them: TF32 keeps 10 mantissa bits, bfloat16 keeps 7.
 // INNFLOW_CUDA_EMU_LT_UNSUPPORTED=1 makes cuBLASLt find no algorithm, to exercise the callers' fallback.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <vector>
+
+#ifdef INNFLOW_EMU_WITH_BLAS
+#include <cblas.h>
+#endif
 
 #include "cublasLt.h"
 
@@ -56,7 +62,46 @@ double operand(T v, Rounding r) {
   return double(v);
 }
 
-// C (m × n, column-major, ldc) = alpha · op(A) · op(B) + beta · C, for `batch` matrices; C is not read when beta is 0.
+// C (m × n, column-major, ldc) = alpha · op(A) · op(B) + beta · C for one matrix, in double; C is not read when beta
+// is 0 (it may hold anything, NaN included).
+template <class T>
+void gemmLoops(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, int lda, const T* b, int ldb, T beta, T* c,
+               int ldc, Rounding r) {
+  for (int j = 0; j < n; j++)
+    for (int i = 0; i < m; i++) {
+      double acc = 0;
+      for (int p = 0; p < k; p++) {
+        const T av = ta ? a[p + int64_t(i) * lda] : a[i + int64_t(p) * lda];
+        const T bv = tb ? b[j + int64_t(p) * ldb] : b[p + int64_t(j) * ldb];
+        acc += operand(av, r) * operand(bv, r);
+      }
+      T& out = c[i + int64_t(j) * ldc];
+      out = beta == T(0) ? T(double(alpha) * acc) : T(double(alpha) * acc + double(beta) * double(out));
+    }
+}
+
+#ifdef INNFLOW_EMU_WITH_BLAS
+// Through OpenBLAS (the emulator is then fast enough for whole benchmark workloads): operands to round are copied
+// rounded first. BLAS, too, does not read C when beta is 0.
+void blasGemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
+              float beta, float* c, int ldc) {
+  cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b,
+              ldb, beta, c, ldc);
+}
+void blasGemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda, const double* b, int ldb,
+              double beta, double* c, int ldc) {
+  cblas_dgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b,
+              ldb, beta, c, ldc);
+}
+template <class T>
+std::vector<T> roundedCopy(const T* x, int rows, int cols, int ld, Rounding r) {
+  std::vector<T> out(size_t(rows) * size_t(cols));
+  for (int j = 0; j < cols; j++)
+    for (int i = 0; i < rows; i++) out[i + size_t(j) * rows] = T(operand(x[i + int64_t(j) * ld], r));
+  return out;
+}
+#endif
+
 template <class T>
 void gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* A, int lda, long long sA, const T* B, int ldb,
           long long sB, T beta, T* C, int ldc, long long sC, int batch, Rounding r) {
@@ -64,17 +109,21 @@ void gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* A, int lda, l
     const T* a = A + q * sA;
     const T* b = B + q * sB;
     T* c = C + q * sC;
-    for (int j = 0; j < n; j++)
-      for (int i = 0; i < m; i++) {
-        double acc = 0;
-        for (int p = 0; p < k; p++) {
-          const T av = ta ? a[p + int64_t(i) * lda] : a[i + int64_t(p) * lda];
-          const T bv = tb ? b[j + int64_t(p) * ldb] : b[p + int64_t(j) * ldb];
-          acc += operand(av, r) * operand(bv, r);
-        }
-        T& out = c[i + int64_t(j) * ldc];
-        out = beta == T(0) ? T(double(alpha) * acc) : T(double(alpha) * acc + double(beta) * double(out));
+#ifdef INNFLOW_EMU_WITH_BLAS
+    if (m > 0 && n > 0) {
+      if (r == Rounding::None) {
+        blasGemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      } else {
+        // the stored shapes of A (m × k, or k × m transposed) and B (k × n, or n × k)
+        const std::vector<T> ar = roundedCopy(a, ta ? k : m, ta ? m : k, lda, r);
+        const std::vector<T> br = roundedCopy(b, tb ? n : k, tb ? k : n, ldb, r);
+        blasGemm(ta, tb, m, n, k, alpha, ar.data(), std::max(1, ta ? k : m), br.data(), std::max(1, tb ? n : k), beta, c,
+                 ldc);
       }
+    }
+    continue;
+#endif
+    gemmLoops(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, r);
   }
 }
 

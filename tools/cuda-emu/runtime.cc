@@ -10,7 +10,8 @@
 //   capture belongs to the graph (one address, live from a launch until freed, and a graph whose allocation is still
 //   live cannot be launched again); a graph replays its copies from the host addresses recorded at capture;
 // - __syncthreads and warp shuffles wait for the threads they name; a barrier that not every live thread of the
-//   block reaches stops the process with the kernel's name (a deadlock on the GPU).
+//   block reaches stops the process with the kernel's name (a deadlock on the GPU);
+// - INNFLOW_CUDA_EMU_ORDER=reverse runs blocks and threads in the opposite order, to expose order-dependent kernels.
 //
 // Each thread of a block runs as a fiber (its own stack, switched by a few instructions: x86-64 only) that gives way
 // only at barriers, so threads run one after another until one waits for the others.
@@ -124,7 +125,7 @@ std::recursive_mutex gMutex;
 thread_local cudaError_t gLastError = cudaSuccess;
 EmuMemPool gPool;
 std::vector<EmuStream*> gStreams;
-std::unordered_map<void*, size_t> gAllocations;          // device memory handed out, with its size
+std::unordered_map<void*, size_t> gAllocations;          // device memory handed out, with its size in bytes
 std::unordered_map<void*, GraphAllocation> gGraphAllocs;  // the part of it that belongs to graphs
 uint64_t gUsedBytes = 0;
 constexpr uint64_t kTotalBytes = uint64_t(16) << 30;
@@ -158,20 +159,22 @@ cudaError_t submit(cudaStream_t stream, Node op) {
   return op();
 }
 
+// Exactly `bytes` (at least 1), 256-byte aligned like cudaMalloc, so that a build with -fsanitize=address sees an
+// access one element past the end; the pool's statistics count 256-byte granules.
 void* allocateBytes(size_t bytes) {
-  const size_t rounded = (bytes + 255) / 256 * 256;
+  const size_t exact = bytes ? bytes : 1, rounded = (exact + 255) / 256 * 256;
   if (gUsedBytes + rounded > kTotalBytes) return nullptr;
-  void* p = std::aligned_alloc(256, rounded ? rounded : 256);
-  if (!p) return nullptr;
-  std::memset(p, 0xFF, rounded ? rounded : 256);
-  gAllocations[p] = rounded;
+  void* p = nullptr;
+  if (posix_memalign(&p, 256, exact) != 0) return nullptr;
+  std::memset(p, 0xFF, exact);
+  gAllocations[p] = exact;
   gUsedBytes += rounded;
   return p;
 }
 
 void releaseBytes(void* p) {
   auto it = gAllocations.find(p);
-  gUsedBytes -= it->second;
+  gUsedBytes -= (it->second + 255) / 256 * 256;
   gAllocations.erase(it);
   std::free(p);
 }
@@ -217,6 +220,17 @@ struct BlockRun {
 
 BlockRun gRun;
 
+// INNFLOW_CUDA_EMU_ORDER=reverse runs the blocks of a grid, and the threads of a block between two barriers, last
+// first: a kernel whose result depends on the order (a missing __syncthreads, blocks reading what other blocks
+// write) then gives another answer than in the default order.
+bool reversed() {
+  static const bool r = [] {
+    const char* v = std::getenv("INNFLOW_CUDA_EMU_ORDER");
+    return v && std::string(v) == "reverse";
+  }();
+  return r;
+}
+
 Fiber& runningFiber() { return gRun.fiber[current->linear]; }
 
 // Where a fiber starts (innflow_emu_switch "returns" into it); it never returns: once the thread is done it switches
@@ -258,8 +272,8 @@ void runBlockFibers(const ThreadContext& base) {
   }
   for (;;) {
     bool ran = false;
-    for (int t = 0; t < n; t++) {
-      Fiber& f = gRun.fiber[t];
+    for (int k = 0; k < n; k++) {
+      Fiber& f = gRun.fiber[reversed() ? n - 1 - k : k];
       if (f.state != Fiber::Ready) continue;
       current = &f.thread;
       innflow_emu_switch(&gRun.scheduler, f.sp);
@@ -321,12 +335,12 @@ cudaError_t runKernel(const char* kernel, dim3 grid, dim3 block, const std::func
   base.blockDim = block;
   base.gridDim = grid;
   ThreadContext* saved = current;
-  for (unsigned z = 0; z < grid.z; z++)
-    for (unsigned y = 0; y < grid.y; y++)
-      for (unsigned x = 0; x < grid.x; x++) {
-        base.blockIdx = uint3{x, y, z};
-        runBlockFibers(base);
-      }
+  const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
+  for (uint64_t k = 0; k < blocks; k++) {
+    const uint64_t b = reversed() ? blocks - 1 - k : k;
+    base.blockIdx = uint3{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (uint64_t(grid.x) * grid.y))};
+    runBlockFibers(base);
+  }
   current = saved;
   return cudaSuccess;
 }
