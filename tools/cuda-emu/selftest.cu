@@ -95,7 +95,7 @@ int main() {
     cudaMemcpy(in, h.data(), 96 * sizeof(float), cudaMemcpyHostToDevice);
     int* flag;
     cudaMalloc(reinterpret_cast<void**>(&flag), sizeof(int));
-    allPositive<<<1, 96, 0, s>>>(in + 1, flag);  // in[78] = 78 > 0 but in[77] = -1 is thread 76's
+    allPositive<<<1, 95, 0, s>>>(in + 1, flag);  // thread 76 reads in[77] = -1
     int f = -1;
     cudaMemcpy(&f, flag, sizeof f, cudaMemcpyDeviceToHost);
     check(f == 0, "__syncthreads_and: one thread's false makes it false for all");
@@ -186,6 +186,7 @@ int main() {
     cudaFreeAsync(kept, s);
     cudaGraphExecDestroy(e);
   }
+  cudaStreamDestroy(s);
   std::printf("%d failed\n", failures);
   return failures == 0 ? 0 : 1;
 }
