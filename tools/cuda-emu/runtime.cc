@@ -36,9 +36,7 @@
 #undef blockDim
 #undef gridDim
 
-struct EmuEvent {
-  bool captured = false;
-};
+struct EmuEvent {};
 struct EmuMemPool {
   uint64_t releaseThreshold = 0;
 };
@@ -511,10 +509,11 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(gMutex);
-  event->captured = stream && stream->capturing;
+  (void)event;
   return submit(stream, []() { return cudaSuccess; });
 }
-// Work runs when it is queued, so every event recorded outside a capture has completed.
+// Work runs when it is queued, so every recorded event has completed (one recorded in a capture, too: the emulator
+// does not track which graph node it belongs to).
 cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
 
